@@ -1,0 +1,1 @@
+"""Data layer: annotations, preparation, synthetic soundscapes, crops, pipelines."""

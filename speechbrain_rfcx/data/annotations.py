@@ -1,0 +1,281 @@
+"""Time-frequency box annotations in the RFCX (Kaggle) CSV format.
+
+A row of ``train_tp.csv`` / ``train_fp.csv`` is one box::
+
+    recording_id,species_id,songtype_id,t_min,f_min,t_max,f_max
+
+(times in seconds, frequencies in Hz). A TP box is a verified call of that
+species; an FP box is a verified *absence* of that species (a hard negative).
+
+Every check reports the file and its line number (the header is line 1), so a
+planted bad row is found at once.
+"""
+
+import math
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+RFCX_COLUMNS = (
+    "recording_id",
+    "species_id",
+    "songtype_id",
+    "t_min",
+    "f_min",
+    "t_max",
+    "f_max",
+)
+N_SPECIES = 24
+_NUMERIC_COLUMNS = RFCX_COLUMNS[1:]
+
+
+class AnnotationError(ValueError):
+    """An annotation file is malformed; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Box:
+    """One time-frequency box of one species in one recording.
+
+    Example
+    -------
+    >>> box = Box(species_id=3, songtype_id=1, t_min=1.0, f_min=500.0,
+    ...           t_max=2.5, f_max=2000.0)
+    >>> box.duration
+    1.5
+    >>> Box.from_dict(box.to_dict()) == box
+    True
+    """
+
+    species_id: int
+    songtype_id: int
+    t_min: float
+    f_min: float
+    t_max: float
+    f_max: float
+
+    @property
+    def duration(self):
+        """Length of the box in seconds."""
+        return self.t_max - self.t_min
+
+    def to_dict(self):
+        """Plain dict, as stored in the JSON manifests."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+
+
+def _shown(value):
+    """A cell value as a message shows it: numbers plain, text quoted."""
+    if hasattr(value, "item"):
+        value = value.item()
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _line(index):
+    """CSV line number of a 0-based data row (the header is line 1)."""
+    return int(index) + 2
+
+
+def read_rfcx_csv(path, n_classes=N_SPECIES):
+    """Read and validate one RFCX annotation CSV.
+
+    Checks the columns, that every value parses, species ids in
+    ``0..n_classes-1``, non-negative times with ``t_min < t_max``,
+    non-negative frequencies with ``f_min < f_max``, and no duplicate rows.
+    Extra columns are kept. Checks against the audio (box past the end,
+    frequency above Nyquist) are done by :func:`check_boxes_against_audio`.
+
+    Arguments
+    ---------
+    path : str
+        The CSV file.
+    n_classes : int
+        Number of species; ids must lie in ``0..n_classes-1``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        With integer ids and float times / frequencies; the original line
+        number of every row is in the ``line`` column.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "tp.csv")
+    >>> _ = open(path, "w").write(
+    ...     "recording_id,species_id,songtype_id,t_min,f_min,t_max,f_max\\n"
+    ...     "abc,3,1,1.0,500,2.5,2000\\n")
+    >>> int(read_rfcx_csv(path).loc[0, "species_id"])
+    3
+    >>> _ = open(path, "w").write(
+    ...     "recording_id,species_id,songtype_id,t_min,f_min,t_max,f_max\\n"
+    ...     "abc,30,1,1.0,500,2.5,2000\\n")
+    >>> read_rfcx_csv(path)
+    Traceback (most recent call last):
+    ...
+    speechbrain_rfcx.data.annotations.AnnotationError: ...tp.csv line 2: species_id 30 is outside 0..23
+    """
+    try:
+        df = pd.read_csv(path, dtype={"recording_id": str})
+    except FileNotFoundError:
+        raise
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise AnnotationError(f"{path}: not a readable CSV file ({e})") from e
+    missing = [c for c in RFCX_COLUMNS if c not in df.columns]
+    if missing:
+        raise AnnotationError(
+            f"{path}: missing column(s) {', '.join(missing)}; "
+            f"expected {','.join(RFCX_COLUMNS)}"
+        )
+    df["line"] = [_line(i) for i in range(len(df))]
+    for col in RFCX_COLUMNS:
+        empty = df[col].isna()
+        if empty.any():
+            row = df[empty].iloc[0]
+            raise AnnotationError(f"{path} line {row['line']}: {col} is empty")
+    for col in _NUMERIC_COLUMNS:
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = values.isna() | ~values.map(lambda v: math.isfinite(v))
+        if bad.any():
+            row = df[bad].iloc[0]
+            raise AnnotationError(
+                f"{path} line {row['line']}: {col} {_shown(row[col])} is not a finite "
+                "number"
+            )
+        df[col] = values
+    for col in ("species_id", "songtype_id"):
+        fractional = df[col] != df[col].round()
+        if fractional.any():
+            row = df[fractional].iloc[0]
+            raise AnnotationError(
+                f"{path} line {row['line']}: {col} {_shown(row[col])} is not an integer"
+            )
+        df[col] = df[col].astype(int)
+    for col in ("t_min", "t_max", "f_min", "f_max"):
+        df[col] = df[col].astype(float)
+    checks = [
+        (
+            (df.species_id < 0) | (df.species_id >= n_classes),
+            lambda r: f"species_id {r.species_id} is outside 0..{n_classes - 1}",
+        ),
+        (df.t_min < 0, lambda r: f"t_min {r.t_min} is negative"),
+        (
+            df.t_min >= df.t_max,
+            lambda r: f"t_min {r.t_min} is not before t_max {r.t_max}",
+        ),
+        (df.f_min < 0, lambda r: f"f_min {r.f_min} is negative"),
+        (
+            df.f_min >= df.f_max,
+            lambda r: f"f_min {r.f_min} is not below f_max {r.f_max}",
+        ),
+    ]
+    for bad, message in checks:
+        if bad.any():
+            row = df[bad].iloc[0]
+            raise AnnotationError(f"{path} line {row['line']}: {message(row)}")
+    duplicated = df.duplicated(subset=list(RFCX_COLUMNS), keep="first")
+    if duplicated.any():
+        row = df[duplicated].iloc[0]
+        first = df[
+            (df[list(RFCX_COLUMNS)] == row[list(RFCX_COLUMNS)]).all(axis=1)
+        ].iloc[0]
+        raise AnnotationError(
+            f"{path} line {row['line']}: duplicate of line {first['line']}"
+        )
+    return df
+
+
+def empty_annotations():
+    """An empty, validated annotation frame (for a missing ``train_fp.csv``).
+
+    Example
+    -------
+    >>> list(empty_annotations().columns) == list(RFCX_COLUMNS) + ["line"]
+    True
+    """
+    frame = pd.DataFrame({c: pd.Series(dtype=float) for c in RFCX_COLUMNS})
+    frame["recording_id"] = frame["recording_id"].astype(str)
+    for col in ("species_id", "songtype_id"):
+        frame[col] = frame[col].astype(int)
+    frame["line"] = pd.Series(dtype=int)
+    return frame
+
+
+def check_boxes_against_audio(df, path, audio_info, time_tolerance=0.05):
+    """Check every box of ``df`` against its recording.
+
+    Arguments
+    ---------
+    df : pandas.DataFrame
+        As returned by :func:`read_rfcx_csv`.
+    path : str
+        The CSV file, for messages.
+    audio_info : dict
+        ``recording_id -> {"duration": s, "sample_rate": Hz}``.
+    time_tolerance : float
+        Seconds a box may overrun the end (rounding in the annotations).
+
+    Example
+    -------
+    >>> df = pd.DataFrame({"recording_id": ["a"], "species_id": [0],
+    ...     "songtype_id": [1], "t_min": [1.0], "f_min": [100.0],
+    ...     "t_max": [9.0], "f_max": [900.0], "line": [2]})
+    >>> check_boxes_against_audio(df, "tp.csv",
+    ...     {"a": {"duration": 10.0, "sample_rate": 2000}})
+    >>> check_boxes_against_audio(df, "tp.csv",
+    ...     {"a": {"duration": 5.0, "sample_rate": 2000}})
+    Traceback (most recent call last):
+    ...
+    speechbrain_rfcx.data.annotations.AnnotationError: tp.csv line 2: box ends at 9.0 s, past the end of recording a (5.0 s)
+    """
+    for row in df.itertuples(index=False):
+        info = audio_info.get(row.recording_id)
+        if info is None:
+            raise AnnotationError(
+                f"{path} line {row.line}: no audio file for recording "
+                f"{row.recording_id}"
+            )
+        if row.t_max > info["duration"] + time_tolerance:
+            raise AnnotationError(
+                f"{path} line {row.line}: box ends at {row.t_max} s, past the end "
+                f"of recording {row.recording_id} ({info['duration']} s)"
+            )
+        nyquist = info["sample_rate"] / 2
+        if row.f_max > nyquist:
+            raise AnnotationError(
+                f"{path} line {row.line}: f_max {row.f_max} Hz is above the "
+                f"Nyquist frequency {nyquist} Hz of recording {row.recording_id}"
+            )
+
+
+def boxes_by_recording(df):
+    """Group a validated annotation frame into ``{recording_id: [Box, ...]}``.
+
+    Boxes of a recording are sorted by start time.
+
+    Example
+    -------
+    >>> df = pd.DataFrame({"recording_id": ["a", "a"], "species_id": [1, 0],
+    ...     "songtype_id": [1, 4], "t_min": [5.0, 1.0], "f_min": [1.0, 1.0],
+    ...     "t_max": [6.0, 2.0], "f_max": [9.0, 9.0]})
+    >>> [b.species_id for b in boxes_by_recording(df)["a"]]
+    [0, 1]
+    """
+    grouped = {}
+    for row in df.sort_values(["recording_id", "t_min"]).itertuples(index=False):
+        grouped.setdefault(row.recording_id, []).append(
+            Box(
+                species_id=int(row.species_id),
+                songtype_id=int(row.songtype_id),
+                t_min=float(row.t_min),
+                f_min=float(row.f_min),
+                t_max=float(row.t_max),
+                f_max=float(row.f_max),
+            )
+        )
+    return grouped

@@ -1,0 +1,210 @@
+"""Training crops: choose a window, read it, and build its targets from boxes.
+
+A crop of ``crop_seconds`` is placed around a TP box, an FP box, or at random.
+Its targets, for ``n_frames`` equal frames and ``n_classes`` species:
+
+- ``clip_target`` (C): 1 for every species with a TP box overlapping the crop;
+- ``frame_target`` (T, C): 1 where a TP box of that species overlaps the frame;
+- ``frame_mask`` (T): 1 where any species has a TP box (max of frame_target);
+- ``label_mask`` (C): 1 where the cell is known: a TP box (positive) or an FP
+  box (negative) of that species overlaps the crop; 0 = unlabelled;
+- ``frame_label_mask`` (T, C): 1 where a TP or FP box of that species overlaps
+  the frame.
+
+A TP box wins over an FP box of the same species in the same crop.
+"""
+
+import random
+
+import numpy as np
+import torch
+
+from speechbrain_rfcx.data.annotations import Box
+from speechbrain_rfcx.data.audio import read_segment
+
+BOX_SOURCES = ("tp", "fp", "random")
+
+
+def choose_crop_start(duration, crop_seconds, box=None, rng=random):
+    """Start time of a crop that contains ``box`` (or lies anywhere).
+
+    A box shorter than the crop lies wholly inside it, at a uniformly random
+    offset; a longer box covers the whole crop. The crop stays inside the
+    recording; a recording shorter than the crop gives 0.
+
+    Example
+    -------
+    >>> box = Box(0, 1, t_min=20.0, f_min=1.0, t_max=22.0, f_max=2.0)
+    >>> start = choose_crop_start(60.0, 10.0, box, random.Random(0))
+    >>> 12.0 <= start <= 20.0
+    True
+    >>> choose_crop_start(5.0, 10.0)
+    0.0
+    """
+    latest = duration - crop_seconds
+    if latest <= 0:
+        return 0.0
+    if box is None:
+        return rng.uniform(0.0, latest)
+    if box.duration <= crop_seconds:
+        low, high = box.t_max - crop_seconds, box.t_min
+    else:
+        low, high = box.t_min, box.t_max - crop_seconds
+    low, high = max(low, 0.0), min(high, latest)
+    if low > high:  # box at the very edge: the nearest valid start
+        return min(max(low, 0.0), latest)
+    return rng.uniform(low, high)
+
+
+def _frames_hit(box, edges):
+    """Boolean (T,) of frames whose span overlaps the box."""
+    return (edges[1:] > box.t_min) & (edges[:-1] < box.t_max)
+
+
+def crop_targets(
+    tp_boxes, fp_boxes, start, crop_seconds, n_frames, n_classes, min_overlap=0.0
+):
+    """Targets of the crop ``[start, start + crop_seconds)`` (see module doc).
+
+    Arguments
+    ---------
+    tp_boxes, fp_boxes : list of Box
+    start, crop_seconds : float
+    n_frames : int
+        Frame-target resolution.
+    n_classes : int
+    min_overlap : float
+        Seconds a box must overlap the crop to count (0 = any overlap).
+
+    Returns
+    -------
+    dict of torch.Tensor
+
+    Example
+    -------
+    >>> tp = [Box(1, 1, t_min=2.0, f_min=1.0, t_max=4.0, f_max=2.0)]
+    >>> fp = [Box(2, 1, t_min=0.0, f_min=1.0, t_max=1.0, f_max=2.0)]
+    >>> t = crop_targets(tp, fp, start=0.0, crop_seconds=8.0, n_frames=4,
+    ...                  n_classes=3)
+    >>> t["clip_target"].tolist(), t["label_mask"].tolist()
+    ([0.0, 1.0, 0.0], [0.0, 1.0, 1.0])
+    >>> t["frame_target"][:, 1].tolist(), t["frame_mask"].tolist()
+    ([0.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0])
+    """
+    end = start + crop_seconds
+    edges = start + crop_seconds * np.arange(n_frames + 1) / n_frames
+    clip = np.zeros(n_classes, dtype=np.float32)
+    known = np.zeros(n_classes, dtype=np.float32)
+    frames = np.zeros((n_frames, n_classes), dtype=np.float32)
+    frames_known = np.zeros((n_frames, n_classes), dtype=np.float32)
+    for is_tp, boxes in ((True, tp_boxes), (False, fp_boxes)):
+        for box in boxes:
+            overlap = min(box.t_max, end) - max(box.t_min, start)
+            if overlap <= min_overlap or overlap <= 0:
+                continue
+            s = box.species_id
+            hit = _frames_hit(box, edges)
+            known[s] = 1.0
+            if is_tp:
+                clip[s] = 1.0
+                frames[hit, s] = 1.0
+                frames_known[hit, s] = 1.0
+            else:
+                frames_known[hit & (frames[:, s] == 0), s] = 1.0
+    return {
+        "clip_target": torch.from_numpy(clip),
+        "frame_target": torch.from_numpy(frames),
+        "frame_mask": torch.from_numpy(frames.max(axis=1)),
+        "label_mask": torch.from_numpy(known),
+        "frame_label_mask": torch.from_numpy(frames_known),
+    }
+
+
+def choose_box(tp_boxes, fp_boxes, source_probs, rng=random):
+    """Draw where a crop goes: a random TP box, FP box, or nowhere (None).
+
+    ``source_probs`` maps ``"tp"``, ``"fp"``, ``"random"`` to weights;
+    sources with no box in this recording are dropped and the rest
+    renormalised (a recording with no boxes always gets a random crop).
+
+    Example
+    -------
+    >>> tp = [Box(1, 1, t_min=2.0, f_min=1.0, t_max=4.0, f_max=2.0)]
+    >>> choose_box(tp, [], {"tp": 1.0, "fp": 1.0}) is tp[0]
+    True
+    >>> choose_box([], [], {"tp": 1.0}) is None
+    True
+    """
+    unknown = set(source_probs) - set(BOX_SOURCES)
+    if unknown:
+        raise ValueError(f"unknown crop source(s) {sorted(unknown)}; use {BOX_SOURCES}")
+    pools = {"tp": tp_boxes, "fp": fp_boxes, "random": [None]}
+    options = [(s, w) for s, w in source_probs.items() if w > 0 and pools[s]]
+    if not options:
+        return None
+    source = rng.choices([s for s, _ in options], weights=[w for _, w in options])[0]
+    return rng.choice(pools[source])
+
+
+def load_crop(
+    wav,
+    duration,
+    tp_boxes,
+    fp_boxes,
+    crop_seconds,
+    n_frames,
+    n_classes,
+    sample_rate,
+    source_probs=None,
+    min_overlap=0.0,
+    rng=random,
+):
+    """Choose a crop of one recording, read only its samples, build targets.
+
+    Arguments
+    ---------
+    wav : str
+        Audio path.
+    duration : float
+        Recording length in seconds.
+    tp_boxes, fp_boxes : list of Box or of dicts (as in the manifests)
+    crop_seconds : float
+    n_frames, n_classes, sample_rate : int
+    source_probs : dict, optional
+        Where crops go (see :func:`choose_box`); default ``{"tp": 1.0}``.
+    min_overlap : float
+    rng : random.Random or the random module
+
+    Returns
+    -------
+    dict
+        ``signal`` (crop_seconds * sample_rate samples, zero padded),
+        ``crop_start`` and the targets of :func:`crop_targets`.
+
+    Example
+    -------
+    >>> import os, tempfile, soundfile as sf
+    >>> path = os.path.join(tempfile.mkdtemp(), "r.flac")
+    >>> sf.write(path, np.zeros(8000 * 6, dtype="float32"), 8000)
+    >>> tp = [{"species_id": 0, "songtype_id": 1, "t_min": 4.0, "f_min": 1.0,
+    ...        "t_max": 5.0, "f_max": 2.0}]
+    >>> crop = load_crop(path, 6.0, tp, [], crop_seconds=2.0, n_frames=8,
+    ...                  n_classes=2, sample_rate=8000)
+    >>> crop["signal"].shape, crop["clip_target"].tolist()
+    (torch.Size([16000]), [1.0, 0.0])
+    """
+    tp_boxes = [b if isinstance(b, Box) else Box.from_dict(b) for b in tp_boxes]
+    fp_boxes = [b if isinstance(b, Box) else Box.from_dict(b) for b in fp_boxes]
+    box = choose_box(tp_boxes, fp_boxes, source_probs or {"tp": 1.0}, rng)
+    start = choose_crop_start(duration, crop_seconds, box, rng)
+    n_samples = int(round(crop_seconds * sample_rate))
+    signal = read_segment(wav, start, crop_seconds, sample_rate)
+    if signal.numel() < n_samples:
+        signal = torch.nn.functional.pad(signal, (0, n_samples - signal.numel()))
+    crop = {"signal": signal, "crop_start": start}
+    crop.update(
+        crop_targets(
+            tp_boxes, fp_boxes, start, crop_seconds, n_frames, n_classes, min_overlap
+        )
+    )
+    return crop

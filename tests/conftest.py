@@ -1,0 +1,24 @@
+"""Shared fixtures: tiny synthetic RFCX datasets, generated once per session."""
+
+import pytest
+
+TINY = dict(n_train=48, n_test=8, duration=6.0, sample_rate=16000, seed=7)
+
+
+@pytest.fixture(scope="session")
+def tiny_rfcx(tmp_path_factory):
+    """A small RFCX-layout folder (48 train, 8 test recordings of 6 s, 16 kHz)."""
+    from speechbrain_rfcx.data.synthetic import generate_rfcx_dataset
+
+    folder = tmp_path_factory.mktemp("tiny_rfcx")
+    generate_rfcx_dataset(folder, **TINY)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tiny_rfcx, tmp_path_factory):
+    """``tiny_rfcx`` prepared into manifests with 4 folds."""
+    from speechbrain_rfcx.data.prepare import prepare_rfcx
+
+    save = tmp_path_factory.mktemp("tiny_prepared")
+    return prepare_rfcx(tiny_rfcx, save, n_folds=4, seed=1)
