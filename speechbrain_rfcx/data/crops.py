@@ -1,6 +1,7 @@
-"""Training crops: choose a window, read it, and build its targets from boxes.
+"""Training crops: place a window, read it, and build its targets from boxes.
 
-A crop of ``crop_seconds`` is placed around a TP box, an FP box, or at random.
+A crop of ``crop_seconds`` is placed around an anchor box (TP or FP; see
+``speechbrain_rfcx.data.sampling``) or at random.
 Its targets, for ``n_frames`` equal frames and ``n_classes`` species:
 
 - ``clip_target`` (C): 1 for every species with a TP box overlapping the crop;
@@ -21,8 +22,6 @@ import torch
 
 from speechbrain_rfcx.data.annotations import Box
 from speechbrain_rfcx.data.audio import read_segment
-
-BOX_SOURCES = ("tp", "fp", "random")
 
 
 def choose_crop_start(duration, crop_seconds, box=None, rng=random):
@@ -120,46 +119,20 @@ def crop_targets(
     }
 
 
-def choose_box(tp_boxes, fp_boxes, source_probs, rng=random):
-    """Draw where a crop goes: a random TP box, FP box, or nowhere (None).
-
-    ``source_probs`` maps ``"tp"``, ``"fp"``, ``"random"`` to weights;
-    sources with no box in this recording are dropped and the rest
-    renormalised (a recording with no boxes always gets a random crop).
-
-    Example
-    -------
-    >>> tp = [Box(1, 1, t_min=2.0, f_min=1.0, t_max=4.0, f_max=2.0)]
-    >>> choose_box(tp, [], {"tp": 1.0, "fp": 1.0}) is tp[0]
-    True
-    >>> choose_box([], [], {"tp": 1.0}) is None
-    True
-    """
-    unknown = set(source_probs) - set(BOX_SOURCES)
-    if unknown:
-        raise ValueError(f"unknown crop source(s) {sorted(unknown)}; use {BOX_SOURCES}")
-    pools = {"tp": tp_boxes, "fp": fp_boxes, "random": [None]}
-    options = [(s, w) for s, w in source_probs.items() if w > 0 and pools[s]]
-    if not options:
-        return None
-    source = rng.choices([s for s, _ in options], weights=[w for _, w in options])[0]
-    return rng.choice(pools[source])
-
-
 def load_crop(
     wav,
     duration,
     tp_boxes,
     fp_boxes,
+    anchor,
     crop_seconds,
     n_frames,
     n_classes,
     sample_rate,
-    source_probs=None,
     min_overlap=0.0,
     rng=random,
 ):
-    """Choose a crop of one recording, read only its samples, build targets.
+    """Place a crop around ``anchor``, read only its samples, build targets.
 
     Arguments
     ---------
@@ -168,10 +141,11 @@ def load_crop(
     duration : float
         Recording length in seconds.
     tp_boxes, fp_boxes : list of Box or of dicts (as in the manifests)
+    anchor : Box, dict or None
+        The box the crop contains (see :func:`choose_crop_start`); None
+        places the crop at random.
     crop_seconds : float
     n_frames, n_classes, sample_rate : int
-    source_probs : dict, optional
-        Where crops go (see :func:`choose_box`); default ``{"tp": 1.0}``.
     min_overlap : float
     rng : random.Random or the random module
 
@@ -188,15 +162,16 @@ def load_crop(
     >>> sf.write(path, np.zeros(8000 * 6, dtype="float32"), 8000)
     >>> tp = [{"species_id": 0, "songtype_id": 1, "t_min": 4.0, "f_min": 1.0,
     ...        "t_max": 5.0, "f_max": 2.0}]
-    >>> crop = load_crop(path, 6.0, tp, [], crop_seconds=2.0, n_frames=8,
-    ...                  n_classes=2, sample_rate=8000)
+    >>> crop = load_crop(path, 6.0, tp, [], anchor=tp[0], crop_seconds=2.0,
+    ...                  n_frames=8, n_classes=2, sample_rate=8000)
     >>> crop["signal"].shape, crop["clip_target"].tolist()
     (torch.Size([16000]), [1.0, 0.0])
     """
     tp_boxes = [b if isinstance(b, Box) else Box.from_dict(b) for b in tp_boxes]
     fp_boxes = [b if isinstance(b, Box) else Box.from_dict(b) for b in fp_boxes]
-    box = choose_box(tp_boxes, fp_boxes, source_probs or {"tp": 1.0}, rng)
-    start = choose_crop_start(duration, crop_seconds, box, rng)
+    if anchor is not None and not isinstance(anchor, Box):
+        anchor = Box.from_dict(anchor)
+    start = choose_crop_start(duration, crop_seconds, anchor, rng)
     n_samples = int(round(crop_seconds * sample_rate))
     signal = read_segment(wav, start, crop_seconds, sample_rate)
     if signal.numel() < n_samples:

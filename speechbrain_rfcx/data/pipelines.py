@@ -29,11 +29,14 @@ def crop_pipeline(
     n_frames,
     sample_rate,
     n_classes=24,
-    source_probs=None,
     min_overlap=0.0,
     rng=random,
 ):
-    """A dynamic item giving one random training crop per access.
+    """A dynamic item giving one random training crop around an entry's anchor.
+
+    Entries come from ``speechbrain_rfcx.data.sampling.anchored_entries``:
+    the crop contains the entry's ``anchor`` box at a random offset, or lies
+    anywhere when the anchor is None.
 
     The default ``rng`` is Python's ``random`` module, which PyTorch seeds
     differently in every DataLoader worker, so workers draw different crops.
@@ -46,15 +49,13 @@ def crop_pipeline(
     sample_rate : int
         Rate of the returned signal (files at other rates are resampled).
     n_classes : int
-    source_probs : dict, optional
-        Where crops go: weights for ``"tp"``, ``"fp"``, ``"random"``.
     min_overlap : float
     rng : random.Random or the random module
 
     Returns
     -------
     speechbrain.utils.data_pipeline.DynamicItem
-        Takes ``wav, duration, tp_boxes, fp_boxes``; provides
+        Takes ``wav, duration, tp_boxes, fp_boxes, anchor``; provides
         :data:`CROP_ITEMS`.
 
     Example
@@ -64,8 +65,8 @@ def crop_pipeline(
     >>> sf.write(path, np.zeros(8000 * 4, dtype="float32"), 8000)
     >>> box = {"species_id": 1, "songtype_id": 1, "t_min": 1.0, "f_min": 1.0,
     ...        "t_max": 2.0, "f_max": 2.0}
-    >>> data = {"r": {"wav": path, "duration": 4.0, "tp_boxes": [box],
-    ...               "fp_boxes": []}}
+    >>> data = {"r/tp0": {"wav": path, "duration": 4.0, "tp_boxes": [box],
+    ...                   "fp_boxes": [], "anchor": box}}
     >>> dataset = sb.dataio.dataset.DynamicItemDataset(data)
     >>> dataset.add_dynamic_item(crop_pipeline(2.0, 4, 8000, n_classes=3))
     >>> dataset.set_output_keys(["id", "signal", "clip_target"])
@@ -74,19 +75,19 @@ def crop_pipeline(
     (torch.Size([16000]), [0.0, 1.0, 0.0])
     """
 
-    @sb.utils.data_pipeline.takes("wav", "duration", "tp_boxes", "fp_boxes")
+    @sb.utils.data_pipeline.takes("wav", "duration", "tp_boxes", "fp_boxes", "anchor")
     @sb.utils.data_pipeline.provides(*CROP_ITEMS)
-    def crop_item(wav, duration, tp_boxes, fp_boxes):
+    def crop_item(wav, duration, tp_boxes, fp_boxes, anchor):
         crop = load_crop(
             wav,
             duration,
             tp_boxes,
             fp_boxes,
+            anchor,
             crop_seconds=crop_seconds,
             n_frames=n_frames,
             n_classes=n_classes,
             sample_rate=sample_rate,
-            source_probs=source_probs,
             min_overlap=min_overlap,
             rng=rng,
         )

@@ -11,13 +11,9 @@ from speechbrain.dataio.dataio import load_data_json
 
 from speechbrain_rfcx.data.annotations import Box
 from speechbrain_rfcx.data.audio import AudioError, read_segment
-from speechbrain_rfcx.data.crops import (
-    choose_box,
-    choose_crop_start,
-    crop_targets,
-    load_crop,
-)
+from speechbrain_rfcx.data.crops import choose_crop_start, crop_targets, load_crop
 from speechbrain_rfcx.data.pipelines import CROP_ITEMS, crop_pipeline
+from speechbrain_rfcx.data.sampling import anchored_entries
 
 
 def _box(species, t_min, t_max, songtype=1):
@@ -71,17 +67,6 @@ def test_min_overlap_drops_boxes_that_barely_touch():
     assert crop_targets(tp, [], 0.0, 10.0, 4, 1, min_overlap=0.2)["clip_target"] == 0
 
 
-def test_box_sources_are_drawn_by_weight():
-    rng = random.Random(3)
-    tp, fp = [_box(0, 1, 2)], [_box(1, 3, 4)]
-    draws = [choose_box(tp, fp, {"tp": 3, "fp": 1}, rng) for _ in range(4000)]
-    share_tp = sum(d is tp[0] for d in draws) / len(draws)
-    assert 0.72 < share_tp < 0.78
-    assert choose_box([], fp, {"tp": 1.0}, rng) is None
-    with pytest.raises(ValueError, match="unknown crop source"):
-        choose_box(tp, fp, {"tpp": 1.0}, rng)
-
-
 @pytest.fixture
 def noise_file(tmp_path):
     path = tmp_path / "noise.flac"
@@ -110,7 +95,7 @@ def test_crop_decodes_only_its_own_samples(noise_file, monkeypatch):
         return original(self, frames, *args, **kwargs)
 
     monkeypatch.setattr(sf.SoundFile, "read", counting_read)
-    crop = load_crop(path, 20.0, [], [], 2.0, 8, 3, 16000, {"random": 1.0})
+    crop = load_crop(path, 20.0, [], [], None, 2.0, 8, 3, 16000)
     assert asked == [32000]
     first = int(round(crop["crop_start"] * 16000))
     np.testing.assert_array_equal(crop["signal"].numpy(), full[first : first + 32000])
@@ -141,16 +126,19 @@ def test_crops_of_the_synthetic_data_hear_their_tp_box(tiny_rfcx, tiny_prepared)
     manifest = load_data_json(
         tiny_prepared["train_json"], replacements={"data_root": str(tiny_rfcx)}
     )
-    dataset = sb.dataio.dataset.DynamicItemDataset(manifest)
-    dataset = dataset.filtered_sorted(key_test={"tp_boxes": lambda b: len(b) > 0})
+    entries = anchored_entries(manifest, ("tp",))
+    dataset = sb.dataio.dataset.DynamicItemDataset(entries)
     dataset.add_dynamic_item(crop_pipeline(2.0, 16, 16000, rng=random.Random(0)))
     dataset.set_output_keys(["id", *CROP_ITEMS])
     assert len(dataset) > 5
     for item in dataset:
-        entry = manifest[item["id"]]
-        species = {b["species_id"] for b in entry["tp_boxes"]}
-        on = set(torch.nonzero(item["clip_target"]).flatten().tolist())
-        assert on & species, item["id"]
+        anchor = entries[item["id"]]["anchor"]
+        assert item["clip_target"][anchor["species_id"]] == 1, item["id"]
+        start = item["crop_start"]
+        if anchor["t_max"] - anchor["t_min"] <= 2.0:  # the box lies in the crop
+            assert start <= anchor["t_min"] and anchor["t_max"] <= start + 2.0
+        else:  # the crop lies in the box
+            assert anchor["t_min"] <= start and start + 2.0 <= anchor["t_max"]
         assert item["signal"].shape == (32000,)
         assert item["signal"].abs().max() > 0
         assert item["frame_mask"].max() == 1
