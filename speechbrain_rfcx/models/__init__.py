@@ -1,0 +1,40 @@
+"""SED models with one contract, and their registry.
+
+``create_model(name, **kwargs)`` builds any registered model; every model maps
+``(wavs (B, samples), lens (B,))`` to ``{"clip_logits": (B, C),
+"frame_logits": (B, T', C), "embedding": (B, D)}``.
+
+Registered: ``timm_sed``, ``panns_cnn14``, ``conformer_sed``, ``transformer_sed``.
+"""
+
+from speechbrain_rfcx.models._base import (
+    SEDModel,
+    SequenceEncoderSED,
+    create_model,
+    frame_mask,
+    list_models,
+    masked_mean,
+    register_model,
+)
+from speechbrain_rfcx.models.conformer import ConformerSED
+from speechbrain_rfcx.models.heads import AttentionSEDHead, SEDNeck
+from speechbrain_rfcx.models.panns import PANNsCNN14, load_panns_checkpoint
+from speechbrain_rfcx.models.timm_sed import TimmSED
+from speechbrain_rfcx.models.transformer import TransformerSED
+
+__all__ = [
+    "AttentionSEDHead",
+    "ConformerSED",
+    "PANNsCNN14",
+    "SEDModel",
+    "SEDNeck",
+    "SequenceEncoderSED",
+    "TimmSED",
+    "TransformerSED",
+    "create_model",
+    "frame_mask",
+    "list_models",
+    "load_panns_checkpoint",
+    "masked_mean",
+    "register_model",
+]

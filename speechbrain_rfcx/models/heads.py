@@ -1,0 +1,197 @@
+"""Sound-event-detection heads and the shared CNN neck.
+
+``AttentionSEDHead`` turns frame features (B, T', D) into clip logits (B, C) and
+frame logits (B, T', C); ``SEDNeck`` turns a CNN feature map (B, D, T', F') into
+frame features (B, T', D') the way PANNs and the original RFCX research do.
+
+Authors
+ * speechbrain-rfcx contributors
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+POOLINGS = ("attention_max", "attention_sum", "max", "mean")
+
+
+class AttentionSEDHead(nn.Module):
+    """Frame-wise classifier plus pooling over time into clip logits.
+
+    ``cla = Conv1d(D, C, 1)`` gives the frame logits. The clip logits depend on
+    ``pooling``, with attention weights ``w = softmax_t(tanh(att(x)))``
+    (``att = Conv1d(D, C, 1)``, padded frames excluded):
+
+    * ``"attention_max"`` (original RFCX research): ``max_t(w * cla)``;
+    * ``"attention_sum"`` (PANNs decision-level attention): the probability
+      ``sum_t(w * sigmoid(cla))`` returned as a logit (clamped away from 0 and 1);
+    * ``"max"``: ``max_t(cla)``; ``"mean"``: mean of ``cla`` over valid frames
+      (these two have no ``att`` layer).
+
+    Arguments
+    ---------
+    in_features : int
+        Frame feature size D.
+    n_classes : int
+        Number of classes C.
+    pooling : str
+        One of ``"attention_max"``, ``"attention_sum"``, ``"max"``, ``"mean"``.
+
+    Example
+    -------
+    >>> head = AttentionSEDHead(16, 3)
+    >>> mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    >>> clip, frames = head(torch.randn(2, 5, 16), mask)
+    >>> clip.shape, frames.shape
+    (torch.Size([2, 3]), torch.Size([2, 5, 3]))
+    """
+
+    def __init__(self, in_features, n_classes, pooling="attention_max"):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        if in_features <= 0 or n_classes <= 0:
+            raise ValueError(
+                "in_features and n_classes must be positive, got "
+                f"in_features={in_features!r}, n_classes={n_classes!r}"
+            )
+        self.pooling = pooling
+        self.cla = nn.Conv1d(in_features, n_classes, kernel_size=1)
+        self.att = None
+        if pooling.startswith("attention"):
+            self.att = nn.Conv1d(in_features, n_classes, kernel_size=1)
+
+    def frame_logits(self, x):
+        """Frame-wise logits ``cla(x)``: (B, T, D) -> (B, T, C).
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            (B, T, D) frame features.
+
+        Returns
+        -------
+        torch.Tensor
+            (B, T, C) logits.
+
+        Example
+        -------
+        >>> AttentionSEDHead(4, 2).frame_logits(torch.zeros(1, 3, 4)).shape
+        torch.Size([1, 3, 2])
+        """
+        return self.cla(x.transpose(1, 2)).transpose(1, 2)
+
+    def forward(self, x, mask=None):
+        """Computes clip and frame logits.
+
+        Arguments
+        ---------
+        x : torch.Tensor
+            (B, T, D) frame features.
+        mask : torch.Tensor, optional
+            (B, T), nonzero/True on valid frames; every row needs one valid frame.
+            None means all frames are valid.
+
+        Returns
+        -------
+        clip_logits : torch.Tensor
+            (B, C)
+        frame_logits : torch.Tensor
+            (B, T, C)
+        """
+        if x.dim() != 3:
+            raise ValueError(
+                f"x must have shape (batch, time, features), got {x.shape}"
+            )
+        h = x.transpose(1, 2)  # (B, D, T)
+        cla = self.cla(h)  # (B, C, T)
+        if mask is None:
+            valid = torch.ones(
+                x.shape[0], 1, x.shape[1], dtype=torch.bool, device=x.device
+            )
+        else:
+            if mask.shape != x.shape[:2]:
+                raise ValueError(
+                    f"mask must have shape {tuple(x.shape[:2])}, "
+                    f"got {tuple(mask.shape)}"
+                )
+            valid = mask.bool().unsqueeze(1)  # (B, 1, T)
+        if self.pooling == "max":
+            clip = cla.masked_fill(~valid, float("-inf")).amax(dim=-1)
+        elif self.pooling == "mean":
+            weights = valid.to(cla.dtype)
+            clip = (cla * weights).sum(-1) / weights.sum(-1).clamp(min=1.0)
+        else:
+            scores = torch.tanh(self.att(h)).masked_fill(~valid, float("-inf"))
+            weights = torch.softmax(scores, dim=-1)
+            if self.pooling == "attention_max":
+                weighted = (weights * cla).masked_fill(~valid, float("-inf"))
+                clip = weighted.amax(dim=-1)
+            else:
+                prob = (weights * torch.sigmoid(cla)).sum(-1)
+                eps = torch.finfo(prob.dtype).eps
+                clip = torch.logit(prob.clamp(eps, 1.0 - eps))
+        return clip, cla.transpose(1, 2)
+
+    def extra_repr(self):
+        """Summary shown by ``print(module)``."""
+        return f"pooling={self.pooling!r}"
+
+
+class SEDNeck(nn.Module):
+    """CNN feature map (B, D, T', F') -> frame features (B, T', out_features).
+
+    Mean over frequency, then max-pool + avg-pool (kernel 3, stride 1) over time,
+    dropout, ``fc1`` + ReLU, dropout: the neck of PANNs' CNN14 SED model and of
+    the original RFCX research. The linear layer is named ``fc1`` so that PANNs
+    checkpoints map onto it.
+
+    Arguments
+    ---------
+    in_channels : int
+        Channels D of the feature map.
+    out_features : int
+        Output size of ``fc1`` (defaults to ``in_channels``).
+    dropout : float
+        Dropout before and after ``fc1``.
+
+    Example
+    -------
+    >>> neck = SEDNeck(8, 4)
+    >>> neck(torch.randn(2, 8, 5, 3)).shape
+    torch.Size([2, 5, 4])
+    """
+
+    def __init__(self, in_channels, out_features=None, dropout=0.5):
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.out_features = out_features or in_channels
+        self.fc1 = nn.Linear(in_channels, self.out_features)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, fmap):
+        """Pools and projects a feature map.
+
+        Arguments
+        ---------
+        fmap : torch.Tensor
+            (B, D, T', F') feature map, or (B, D, T') already reduced over F.
+
+        Returns
+        -------
+        torch.Tensor
+            (B, T', out_features) frame features.
+        """
+        if fmap.dim() == 4:
+            fmap = fmap.mean(dim=3)
+        if fmap.dim() != 3:
+            raise ValueError(
+                "fmap must have shape (batch, channels, time[, freq]), "
+                f"got {tuple(fmap.shape)}"
+            )
+        x = F.max_pool1d(fmap, 3, stride=1, padding=1) + F.avg_pool1d(
+            fmap, 3, stride=1, padding=1
+        )
+        x = self.dropout(x.transpose(1, 2))
+        return self.dropout(F.relu(self.fc1(x)))

@@ -1,0 +1,87 @@
+"""SED model on any timm CNN backbone (EfficientNet-B0 by default).
+
+Authors
+ * speechbrain-rfcx contributors
+"""
+
+from pathlib import Path
+
+import timm
+
+from speechbrain_rfcx.models._base import SEDModel, register_model
+from speechbrain_rfcx.models.heads import AttentionSEDHead, SEDNeck
+
+
+@register_model("timm_sed")
+class TimmSED(SEDModel):
+    """Log-mel image (B, C_in, T, F) -> timm CNN -> ``SEDNeck`` -> SED head.
+
+    The architecture of the original RFCX research's best model with the
+    defaults: EfficientNet-B0 feature map, mean over frequency, max + avg
+    pooling over time, FC 1280 + ReLU + dropout, attention head with max
+    pooling. Time is downsampled by the backbone's reduction (32 for most).
+
+    Arguments
+    ---------
+    backbone : str
+        Any timm model name with a convolutional feature map.
+    pretrained_path : str or Path, optional
+        Local weights file of the same timm architecture (e.g. ImageNet
+        weights); loaded by timm, which adapts the first convolution to the
+        1 or 2 input channels and drops the classifier. No network access.
+    neck_features : int, optional
+        Output size of the neck's FC (defaults to the backbone's width).
+    backbone_kwargs : dict, optional
+        Extra arguments of ``timm.create_model`` (e.g. ``drop_path_rate``).
+    dropout : float
+        Dropout of the neck.
+    **kwargs
+        Common arguments of ``SEDModel`` (n_classes, sample_rate, feature
+        options, pooling, feature_augment).
+
+    Example
+    -------
+    >>> import torch
+    >>> model = TimmSED(backbone="test_efficientnet", n_classes=3,
+    ...     sample_rate=16000, n_fft=256, hop_length=128, n_mels=32)
+    >>> out = model(torch.randn(2, 8000))
+    >>> out["clip_logits"].shape, out["frame_logits"].shape, out["embedding"].shape
+    (torch.Size([2, 3]), torch.Size([2, 2, 3]), torch.Size([2, 256]))
+    """
+
+    def __init__(
+        self,
+        backbone="efficientnet_b0",
+        pretrained_path=None,
+        neck_features=None,
+        backbone_kwargs=None,
+        dropout=0.5,
+        **kwargs,
+    ):
+        super().__init__(dropout=dropout, **kwargs)
+        options = dict(backbone_kwargs or {})
+        if pretrained_path is not None:
+            pretrained_path = Path(pretrained_path)
+            if not pretrained_path.is_file():
+                raise FileNotFoundError(
+                    f"pretrained_path {str(pretrained_path)!r} is not a file"
+                )
+            options.update(
+                pretrained=True,
+                pretrained_cfg_overlay=dict(file=str(pretrained_path)),
+            )
+        self.backbone = timm.create_model(
+            backbone,
+            num_classes=0,
+            global_pool="",
+            in_chans=self.in_channels,
+            **options,
+        )
+        self.neck = SEDNeck(self.backbone.num_features, neck_features, dropout)
+        self.head = AttentionSEDHead(
+            self.neck.out_features, self.n_classes, self.pooling
+        )
+
+    def encode(self, feats, rel_lens):
+        """(B, C_in, T, F) -> backbone feature map -> neck -> (B, T', D)."""
+        return self.neck(self.backbone.forward_features(feats))

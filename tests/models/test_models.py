@@ -1,0 +1,287 @@
+"""Contract tests over every registered model, plus head and registry tests."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from speechbrain_rfcx.models import (
+    AttentionSEDHead,
+    SEDNeck,
+    create_model,
+    frame_mask,
+    list_models,
+    register_model,
+)
+
+SR = 16000
+N_SAMPLES = 2 * SR
+COMMON = dict(n_classes=5, sample_rate=SR, n_fft=512, hop_length=128, n_mels=32)
+TINY = {
+    "timm_sed": dict(backbone="test_efficientnet"),
+    "panns_cnn14": dict(),
+    "conformer_sed": dict(d_model=32, nhead=2, num_layers=2, d_ffn=64, kernel_size=7),
+    "transformer_sed": dict(d_model=32, nhead=2, num_layers=2, d_ffn=64),
+}
+# model frames from feature frames: strided "same" convs round up (timm,
+# SpeechBrain front end: 5 and 2 halvings), CNN14's 2x2 average pools round down
+MODEL_FRAMES = {
+    "timm_sed": lambda t: math.ceil(t / 32),
+    "panns_cnn14": lambda t: t // 32,
+    "conformer_sed": lambda t: math.ceil(math.ceil(t / 2) / 2),
+    "transformer_sed": lambda t: math.ceil(math.ceil(t / 2) / 2),
+}
+
+
+def build(name, **kwargs):
+    torch.manual_seed(0)
+    options = dict(COMMON, **TINY[name])
+    options.update(kwargs)
+    return create_model(name, **options)
+
+
+def batch_with_padding():
+    """Two items: a full one and one with 60 % valid samples (noise padding)."""
+    gen = torch.Generator().manual_seed(1)
+    wavs = 0.1 * torch.randn(2, N_SAMPLES, generator=gen)
+    short = int(0.6 * N_SAMPLES)
+    lens = torch.tensor([1.0, short / N_SAMPLES])
+    return wavs, lens, short
+
+
+def test_timm_sed_defaults_are_the_original_research_model():
+    model = create_model("timm_sed").eval()
+    assert model.n_classes == 24 and model.pooling == "attention_max"
+    assert model.backbone.default_cfg["architecture"] == "efficientnet_b0"
+    assert model.neck.fc1.out_features == 1280
+    assert (model.features.sample_rate, model.features.n_mels) == (48000, 128)
+    with torch.no_grad():
+        out = model(torch.randn(1, 48000))
+    # 94 feature frames -> 3 frames after the stride-32 backbone
+    assert out["frame_logits"].shape == (1, 3, 24)
+
+
+def test_registry_has_the_four_families():
+    assert {"timm_sed", "panns_cnn14", "conformer_sed", "transformer_sed"} <= set(
+        list_models()
+    )
+    assert set(list_models()) <= set(TINY), "add a tiny config for the new model"
+
+
+@pytest.mark.parametrize("frequency_channel", [False, True])
+@pytest.mark.parametrize("name", list_models())
+def test_model_contract(name, frequency_channel):
+    model = build(name, frequency_channel=frequency_channel)
+    assert model.in_channels == (2 if frequency_channel else 1)
+    wavs, lens, short = batch_with_padding()
+
+    model.train()
+    out = model(wavs, lens)
+    assert set(out) == {"clip_logits", "frame_logits", "embedding"}
+    n_frames = model.features.n_frames(N_SAMPLES)
+    expected_frames = MODEL_FRAMES[name](n_frames)
+    assert out["clip_logits"].shape == (2, 5)
+    assert out["frame_logits"].shape == (2, expected_frames, 5)
+    assert out["embedding"].shape == (2, model.head.cla.in_channels)
+    for value in out.values():
+        assert torch.isfinite(value).all()
+
+    loss = sum(value.pow(2).mean() for value in out.values())
+    loss.backward()
+    # the first layer (input normalisation) gets a gradient: the whole graph
+    # from features to all outputs is connected
+    assert model.bn0.weight.grad.abs().sum() > 0
+    unused = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not unused, f"parameters without gradient (DDP would fail): {unused}"
+
+    model.eval()
+    with torch.no_grad():
+        first = model(wavs, lens)
+        second = model(wavs, lens)
+        silent_pad = wavs.clone()
+        silent_pad[1, short:] = 0.0
+        other_pad = model(silent_pad, lens)
+    with torch.inference_mode():
+        inferred = model(wavs, lens)
+    for key in first:
+        assert torch.equal(first[key], second[key]), f"{key} not deterministic"
+        assert torch.equal(first[key], inferred[key]), key
+        # what the padding contains never changes the padded item's outputs
+        assert torch.equal(first[key][1], other_pad[key][1]), key
+
+
+@pytest.mark.parametrize("name", ["conformer_sed", "transformer_sed"])
+@pytest.mark.parametrize("pooling", ["attention_max", "cls"])
+def test_encoder_models_ignore_padding_length(name, pooling):
+    model = build(name, pooling=pooling).eval()
+    wavs, lens, short = batch_with_padding()
+    with torch.no_grad():
+        padded = model(wavs, lens)["clip_logits"][1]
+        alone = model(wavs[1:, :short])["clip_logits"][0]
+        other = model(wavs[:1])["clip_logits"][0]
+    # Only the boundary frames differ (STFT window, conv kernels): the change
+    # is far below the difference between two recordings.
+    assert (padded - alone).abs().max() < 0.3 * (other - alone).abs().max()
+
+
+def test_cls_pooling_uses_the_cls_frame():
+    model = build("transformer_sed", pooling="cls").eval()
+    assert model.cls_token is not None and model.head.att is None
+    wavs, lens, _ = batch_with_padding()
+    with torch.no_grad():
+        feats, rel = model.compute_features(wavs, lens)
+        encoded = model.encode(feats, rel)
+        out = model(wavs, lens)
+    assert encoded.shape[1] == out["frame_logits"].shape[1] + 1
+    assert torch.allclose(out["embedding"], encoded[:, 0])
+    expected = encoded[:, 0] @ model.head.cla.weight[:, :, 0].T + model.head.cla.bias
+    assert torch.allclose(out["clip_logits"], expected, atol=1e-5)
+
+
+class RecordingZeroAugment(nn.Module):
+    """Records the shapes it sees and replaces the features with zeros."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def forward(self, feats):
+        self.shapes.append(tuple(feats.shape))
+        return torch.zeros_like(feats)
+
+
+def test_feature_augment_only_in_training():
+    augment = RecordingZeroAugment()
+    model = build("timm_sed", dropout=0.0, feature_augment=augment)
+    plain = build("timm_sed", dropout=0.0)
+    plain.load_state_dict(model.state_dict())
+    wavs = torch.randn(2, N_SAMPLES)
+    other = torch.randn(2, N_SAMPLES)
+
+    model.eval()
+    plain.eval()
+    with torch.no_grad():
+        assert torch.equal(model(wavs)["clip_logits"], plain(wavs)["clip_logits"])
+    assert augment.shapes == []
+
+    model.train()
+    with torch.no_grad():
+        a, b = model(wavs)["clip_logits"], model(other)["clip_logits"]
+    # features of shape (B, T, F); zeroed features make the inputs irrelevant
+    assert augment.shapes == [(2, model.features.n_frames(N_SAMPLES), 32)] * 2
+    assert torch.allclose(a, b)
+
+
+def test_feature_augment_must_keep_the_shape():
+    model = build("timm_sed", feature_augment=lambda feats: feats[:, :-1]).train()
+    with pytest.raises(ValueError, match="feature_augment"):
+        model(torch.randn(2, N_SAMPLES))
+
+
+def hand_pooled(cla, att, pooling):
+    """Clip logit of one class from python lists of valid-frame values."""
+    weights = [math.exp(math.tanh(a)) for a in att]
+    weights = [w / sum(weights) for w in weights]
+    if pooling == "attention_max":
+        return max(w * c for w, c in zip(weights, cla))
+    if pooling == "attention_sum":
+        prob = sum(w / (1 + math.exp(-c)) for w, c in zip(weights, cla))
+        return math.log(prob / (1 - prob))
+    if pooling == "max":
+        return max(cla)
+    return sum(cla) / len(cla)
+
+
+@pytest.mark.parametrize("pooling", ["attention_max", "attention_sum", "max", "mean"])
+def test_head_pooling_matches_hand_computation(pooling):
+    head = AttentionSEDHead(2, 2, pooling=pooling)
+    with torch.no_grad():
+        # class 0: cla = x0, att = x1; class 1: cla = -x0 + 0.5, att = 2 * x1
+        head.cla.weight.copy_(torch.tensor([[[1.0], [0.0]], [[-1.0], [0.0]]]))
+        head.cla.bias.copy_(torch.tensor([0.0, 0.5]))
+        if head.att is not None:
+            head.att.weight.copy_(torch.tensor([[[0.0], [1.0]], [[0.0], [2.0]]]))
+            head.att.bias.zero_()
+    x0 = [0.3, -1.2, 2.0, 50.0]
+    x1 = [0.1, 0.8, -0.4, 50.0]  # the last frame is padding
+    x = torch.tensor([list(zip(x0, x1))])
+    mask = torch.tensor([[1, 1, 1, 0]])
+    clip, frames = head(x, mask)
+    assert torch.allclose(frames[0, :, 0], torch.tensor(x0))
+    assert torch.allclose(frames[0, :, 1], 0.5 - torch.tensor(x0))
+    expected = [
+        hand_pooled(x0[:3], x1[:3], pooling),
+        hand_pooled([0.5 - v for v in x0[:3]], [2 * v for v in x1[:3]], pooling),
+    ]
+    assert torch.allclose(clip[0], torch.tensor(expected), atol=1e-5)
+    # without a mask every frame counts, the padded one included
+    clip_all, _ = head(x)
+    assert clip_all[0, 0] != clip[0, 0]
+
+
+def test_attention_sum_logit_is_finite_when_saturated():
+    head = AttentionSEDHead(1, 1, pooling="attention_sum")
+    with torch.no_grad():
+        head.cla.weight.fill_(1.0)
+        head.cla.bias.zero_()
+    clip, _ = head(torch.tensor([[[1e4], [1e4]]]))
+    assert torch.isfinite(clip).all() and clip.item() > 10
+
+
+def test_neck_is_freq_mean_then_max_plus_avg_pool_then_fc():
+    neck = SEDNeck(1, 1, dropout=0.0)
+    with torch.no_grad():
+        neck.fc1.weight.fill_(1.0)
+        neck.fc1.bias.fill_(0.0)
+    # (B=1, D=1, T=3, F=2): frequency means are 1, 3, 8
+    fmap = torch.tensor([[[[0.0, 2.0], [3.0, 3.0], [6.0, 10.0]]]])
+    out = neck(fmap)
+    # max over (pad, 1, 3) + avg with zero padding counted (1+3)/3, etc.
+    expected = [3 + 4 / 3, 8 + 12 / 3, 8 + 11 / 3]
+    assert torch.allclose(out[0, :, 0], torch.tensor(expected))
+
+
+def test_frame_mask_and_input_checks():
+    assert frame_mask(torch.tensor([1.0, 0.25, 0.3]), 4).sum(1).tolist() == [4, 1, 2]
+    model = build("transformer_sed")
+    with pytest.raises(ValueError, match="lens"):
+        model(torch.randn(2, 8000), torch.tensor([1.0, 0.0]))
+    with pytest.raises(ValueError, match="lens"):
+        model(torch.randn(2, 8000), torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="wavs"):
+        model(torch.randn(8000))
+
+
+def test_registry_errors():
+    with pytest.raises(ValueError, match="unknown model"):
+        create_model("no_such_model")
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("timm_sed")(nn.Linear)
+    with pytest.raises(ValueError, match="pooling"):
+        build("timm_sed", pooling="median")
+    with pytest.raises(ValueError, match="n_mels"):
+        build("panns_cnn14", n_mels=16)
+
+
+def test_timm_pretrained_path_loads_local_weights(tmp_path):
+    import timm
+
+    torch.manual_seed(3)
+    source = timm.create_model("test_efficientnet", pretrained=False)
+    path = tmp_path / "test_efficientnet.pth"
+    torch.save(source.state_dict(), path)
+
+    model = build("timm_sed", pretrained_path=path)
+    loaded = model.backbone.state_dict()
+    expected = source.state_dict()
+    assert set(loaded) == set(expected) - {"classifier.weight", "classifier.bias"}
+    for key, value in loaded.items():
+        if key == "conv_stem.weight":
+            # one input channel: timm sums the RGB filters
+            assert torch.allclose(value, expected[key].sum(1, keepdim=True))
+        else:
+            assert torch.equal(value, expected[key]), key
+
+    with pytest.raises(FileNotFoundError, match="pretrained_path"):
+        build("timm_sed", pretrained_path=tmp_path / "missing.pth")
