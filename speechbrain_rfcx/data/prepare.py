@@ -29,12 +29,12 @@ import argparse
 import json
 import logging
 import os
-import tempfile
 
 import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
+from speechbrain_rfcx._io import write_atomically
 from speechbrain_rfcx.data.annotations import (
     N_SPECIES,
     AnnotationError,
@@ -56,6 +56,7 @@ def list_audio(folder):
 
     Example
     -------
+    >>> import tempfile
     >>> list_audio(tempfile.mkdtemp())
     {}
     """
@@ -120,20 +121,6 @@ def _fingerprint(path):
         return None
     st = os.stat(path)
     return [st.st_size, st.st_mtime_ns]
-
-
-def _write_atomically(path, text):
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _read_audio_folder(folder):
@@ -281,15 +268,15 @@ def prepare_rfcx(data_folder, save_folder, n_folds=5, seed=1, n_classes=N_SPECIE
     }
     if os.path.isfile(options_path):
         os.remove(options_path)  # an interrupted rewrite must not look complete
-    _write_atomically(result["train_json"], json.dumps(train_manifest, indent=1))
-    _write_atomically(result["test_json"], json.dumps(test_manifest, indent=1))
-    _write_atomically(
+    write_atomically(result["train_json"], json.dumps(train_manifest, indent=1))
+    write_atomically(result["test_json"], json.dumps(test_manifest, indent=1))
+    write_atomically(
         result["folds_csv"],
         pd.DataFrame(
             {"recording_id": train_ids, "fold": [folds[r] for r in train_ids]}
         ).to_csv(index=False),
     )
-    _write_atomically(
+    write_atomically(
         options_path, json.dumps({"options": options, "result": result}, indent=1)
     )
     logger.info(
