@@ -764,12 +764,12 @@ def _box_rows(boxes):
     ]
 
 
-def _generate_train(folder, ids, species, seed, duration, sample_rate):
+def _generate_train(folder, ids, species, seed, duration, sample_rate, tp_fraction):
     """Write the train audio; return TP, FP and all-call box rows."""
     n_train, n_species = len(ids), len(species)
     partners = _confusable_partners(species)
     plan_rng = np.random.default_rng([seed, 0, 3])
-    n_tp = min(n_train, max(round(0.25 * n_train), n_species))
+    n_tp = min(n_train, max(round(tp_fraction * n_train), n_species))
     labelled = plan_rng.permutation(n_train)[:n_tp].tolist()
     tp_species = dict(zip(labelled, _balanced_species(plan_rng, n_species, n_tp)))
     tp, fp, calls = [], [], []
@@ -892,12 +892,13 @@ def generate_rfcx_dataset(
     sample_rate=48000,
     n_species=24,
     overwrite=False,
+    tp_fraction=0.25,
 ):
     """Write a synthetic RFCX-layout dataset (audio, labels and full truth).
 
     Train recordings hold 0-4 calling species, test recordings 1-4. Train
-    labels are incomplete as in RFCX: about a quarter of the train recordings
-    (at least ``n_species`` of them, so that every species is labelled when
+    labels are incomplete as in RFCX: a ``tp_fraction`` of the train
+    recordings (a quarter by default, as in RFCX; at least ``n_species`` of them, so that every species is labelled when
     ``n_train >= n_species``) have TP boxes of exactly one species (1-2 boxes,
     each on one call or a bout); about 80 % have 1-3 FP rows, each on a call
     of a confusable species or on rain / insect noise and naming a species that
@@ -922,6 +923,9 @@ def generate_rfcx_dataset(
         Use the first ``n_species`` entries of :data:`SPECIES`.
     overwrite : bool
         Replace what ``out_dir`` holds (our files only) instead of raising.
+    tp_fraction : float
+        Share of train recordings with TP boxes (0..1). Small demos raise it
+        to get enough labelled calls per species from few recordings.
 
     Returns
     -------
@@ -953,6 +957,8 @@ def generate_rfcx_dataset(
     True
     """
     _validate(out_dir, n_train, n_test, seed, duration, sample_rate, n_species)
+    if not 0.0 <= tp_fraction <= 1.0:
+        raise ValueError(f"tp_fraction must be in 0..1, got {tp_fraction!r}")
     n_train, n_test, seed = int(n_train), int(n_test), int(seed)
     sample_rate, n_species, duration = int(sample_rate), int(n_species), float(duration)
     out_dir = Path(out_dir)
@@ -964,6 +970,7 @@ def generate_rfcx_dataset(
         "duration": duration,
         "sample_rate": sample_rate,
         "n_species": n_species,
+        "tp_fraction": float(tp_fraction),
     }
     paths = {"out_dir": str(out_dir)}
     paths.update({k: str(out_dir / v) for k, v in _CSV_NAMES.items()})
@@ -981,7 +988,7 @@ def generate_rfcx_dataset(
     for split in ("train", "test"):
         (out_dir / split).mkdir(parents=True, exist_ok=True)
     tp, fp, train_calls = _generate_train(
-        out_dir / "train", train_ids, species, seed, duration, sample_rate
+        out_dir / "train", train_ids, species, seed, duration, sample_rate, tp_fraction
     )
     test_calls, truth = _generate_test(
         out_dir / "test", test_ids, species, seed, duration, sample_rate
@@ -1056,6 +1063,9 @@ def main(argv=None):
     parser.add_argument("--duration", type=float, default=60.0, help="seconds")
     parser.add_argument("--sample-rate", type=int, default=48000, help="Hz")
     parser.add_argument("--n-species", type=int, default=len(SPECIES))
+    parser.add_argument(
+        "--tp-fraction", type=float, default=0.25, help="share of TP-labelled files"
+    )
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     summary = generate_rfcx_dataset(
@@ -1067,6 +1077,7 @@ def main(argv=None):
         sample_rate=args.sample_rate,
         n_species=args.n_species,
         overwrite=args.overwrite,
+        tp_fraction=args.tp_fraction,
     )
     verb = "generated" if summary["generated"] else "already complete:"
     print(

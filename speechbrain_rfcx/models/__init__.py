@@ -4,7 +4,8 @@
 ``(wavs (B, samples), lens (B,))`` to ``{"clip_logits": (B, C),
 "frame_logits": (B, T', C), "embedding": (B, D)}``.
 
-Registered: ``timm_sed``, ``panns_cnn14``, ``conformer_sed``, ``transformer_sed``.
+Registered: ``timm_sed``, ``panns_cnn14``, ``conformer_sed``, ``transformer_sed``,
+``crnn_sed``.
 """
 
 from speechbrain_rfcx.models._base import (
@@ -17,6 +18,7 @@ from speechbrain_rfcx.models._base import (
     register_model,
 )
 from speechbrain_rfcx.models.conformer import ConformerSED
+from speechbrain_rfcx.models.crnn import CRNNSED
 from speechbrain_rfcx.models.heads import AttentionSEDHead, SEDNeck
 from speechbrain_rfcx.models.panns import PANNsCNN14, load_panns_checkpoint
 from speechbrain_rfcx.models.timm_sed import TimmSED
@@ -24,6 +26,7 @@ from speechbrain_rfcx.models.transformer import TransformerSED
 
 __all__ = [
     "AttentionSEDHead",
+    "CRNNSED",
     "ConformerSED",
     "PANNsCNN14",
     "SEDModel",

@@ -269,6 +269,11 @@ class SEDModel(nn.Module):
         self.feature_augment = feature_augment
 
     @property
+    def embedding_dim(self):
+        """Size D of the ``embedding`` output (the head's input width)."""
+        return self.head.cla.in_channels
+
+    @property
     def in_channels(self):
         """Channels of the features given to ``encode`` (1, or 2 with frequency)."""
         return self.features.in_channels

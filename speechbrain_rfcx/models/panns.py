@@ -81,6 +81,10 @@ class PANNsCNN14(SEDModel):
         Dropout of the neck (PANNs: 0.5).
     conv_dropout : float
         Dropout after each conv block (PANNs: 0.2).
+    channels : tuple of int
+        Output channels of the conv blocks; CNN14's by default. Fewer or
+        narrower blocks give a small CNN that trains from scratch on a CPU
+        (time and frequency are downsampled by ``2 ** (len(channels) - 1)``).
     **kwargs
         Common arguments of ``SEDModel`` (n_classes, sample_rate, feature
         options, pooling, feature_augment).
@@ -94,16 +98,26 @@ class PANNsCNN14(SEDModel):
     (torch.Size([1, 3]), torch.Size([1, 1, 3]), torch.Size([1, 2048]))
     """
 
-    def __init__(self, pretrained_path=None, dropout=0.5, conv_dropout=0.2, **kwargs):
+    def __init__(
+        self,
+        pretrained_path=None,
+        dropout=0.5,
+        conv_dropout=0.2,
+        channels=CNN14_CHANNELS,
+        **kwargs,
+    ):
         super().__init__(dropout=dropout, **kwargs)
-        if self.features.n_mels < 32:
+        self.channels = tuple(channels)
+        self.downsampling = 2 ** (len(self.channels) - 1)
+        if self.features.n_mels < self.downsampling:
             raise ValueError(
-                f"n_mels must be at least 32 for CNN14, got {self.features.n_mels}"
+                f"n_mels must be at least {self.downsampling} for "
+                f"{len(self.channels)} conv blocks, got {self.features.n_mels}"
             )
         if not 0.0 <= conv_dropout < 1.0:
             raise ValueError(f"conv_dropout must be in [0, 1), got {conv_dropout!r}")
         in_channels = self.in_channels
-        for index, out_channels in enumerate(CNN14_CHANNELS, start=1):
+        for index, out_channels in enumerate(self.channels, start=1):
             setattr(self, f"conv_block{index}", ConvBlock(in_channels, out_channels))
             in_channels = out_channels
         self.conv_dropout = nn.Dropout(conv_dropout)
@@ -115,14 +129,15 @@ class PANNsCNN14(SEDModel):
 
     def encode(self, feats, rel_lens):
         """(B, C_in, T, F) -> conv blocks -> neck -> (B, T / 32, 2048)."""
-        if feats.shape[2] < 32:
+        if feats.shape[2] < self.downsampling:
             raise ValueError(
-                f"CNN14 needs at least 32 feature frames, got {feats.shape[2]}"
+                f"the conv blocks need at least {self.downsampling} feature frames, "
+                f"got {feats.shape[2]}"
             )
         x = feats
-        for index in range(1, len(CNN14_CHANNELS) + 1):
+        for index in range(1, len(self.channels) + 1):
             block = getattr(self, f"conv_block{index}")
-            pool = (2, 2) if index < len(CNN14_CHANNELS) else (1, 1)
+            pool = (2, 2) if index < len(self.channels) else (1, 1)
             x = self.conv_dropout(block(x, pool_size=pool))
         return self.neck(x)
 

@@ -23,6 +23,7 @@ TINY = {
     "panns_cnn14": dict(),
     "conformer_sed": dict(d_model=32, nhead=2, num_layers=2, d_ffn=64, kernel_size=7),
     "transformer_sed": dict(d_model=32, nhead=2, num_layers=2, d_ffn=64),
+    "crnn_sed": dict(channels=(8, 16, 16), hidden=8),
 }
 # model frames from feature frames: strided "same" convs round up (timm,
 # SpeechBrain front end: 5 and 2 halvings), CNN14's 2x2 average pools round down
@@ -31,6 +32,7 @@ MODEL_FRAMES = {
     "panns_cnn14": lambda t: t // 32,
     "conformer_sed": lambda t: math.ceil(math.ceil(t / 2) / 2),
     "transformer_sed": lambda t: math.ceil(math.ceil(t / 2) / 2),
+    "crnn_sed": lambda t: t // 2 // 2,
 }
 
 
@@ -62,8 +64,8 @@ def test_timm_sed_defaults_are_the_original_research_model():
     assert out["frame_logits"].shape == (1, 3, 24)
 
 
-def test_registry_has_the_four_families():
-    assert {"timm_sed", "panns_cnn14", "conformer_sed", "transformer_sed"} <= set(
+def test_registry_has_the_model_families():
+    assert {"timm_sed", "panns_cnn14", "conformer_sed", "transformer_sed", "crnn_sed"} <= set(
         list_models()
     )
     assert set(list_models()) <= set(TINY), "add a tiny config for the new model"
