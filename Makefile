@@ -15,13 +15,12 @@ $(STAMP): setup.py constraints.txt
 	$(BIN)/pip install --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# Generate a synthetic RFCX-format dataset, prepare manifests and folds,
-# print a summary.
+# The small CPU recipe end to end on the built-in synthetic data: generate
+# the dataset, prepare manifests and folds (summary printed), train one fold,
+# print the validation and test lwlrap.
 demo: venv
-	$(BIN)/python -m speechbrain_rfcx.data.synthetic --out $(DEMO_DIR)/data \
-		--n-train 200 --n-test 50 --seed 1
-	$(BIN)/python -m speechbrain_rfcx.data.prepare --data-folder $(DEMO_DIR)/data \
-		--save-folder $(DEMO_DIR)/prepared
+	cd recipes/RFCX && ../../$(BIN)/python train.py hparams/small_cpu.yaml \
+		--output_root=../../$(DEMO_DIR)
 
 test: venv
 	$(BIN)/python -m pytest -q

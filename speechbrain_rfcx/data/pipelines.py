@@ -9,6 +9,7 @@ by the JSON value in SpeechBrain.
 import random
 
 import speechbrain as sb
+import torch
 
 from speechbrain_rfcx.data.audio import read_segment
 from speechbrain_rfcx.data.crops import load_crop
@@ -118,3 +119,91 @@ def recording_pipeline(sample_rate):
         return read_segment(wav, sample_rate=sample_rate)
 
     return recording_item
+
+
+def recording_targets_pipeline(n_classes=24):
+    """A dynamic item giving a recording's labels for whole-recording metrics.
+
+    ``recording_target`` (C): 1 for species with a TP box anywhere in the
+    recording; ``recording_label_mask`` (C): 1 where the species is known
+    (a TP or an FP box), for the masked lwlrap.
+
+    Example
+    -------
+    >>> box = {"species_id": 1, "songtype_id": 1, "t_min": 1.0, "f_min": 1.0,
+    ...        "t_max": 2.0, "f_max": 2.0}
+    >>> item = recording_targets_pipeline(3)
+    >>> dataset = sb.dataio.dataset.DynamicItemDataset(
+    ...     {"r": {"tp_boxes": [box], "fp_boxes": [dict(box, species_id=2)]}})
+    >>> dataset.add_dynamic_item(item)
+    >>> dataset.set_output_keys(["recording_target", "recording_label_mask"])
+    >>> [v.tolist() for v in dataset[0].values()]
+    [[0.0, 1.0, 0.0], [0.0, 1.0, 1.0]]
+    """
+
+    @sb.utils.data_pipeline.takes("tp_boxes", "fp_boxes")
+    @sb.utils.data_pipeline.provides("recording_target", "recording_label_mask")
+    def targets_item(tp_boxes, fp_boxes):
+        target = torch.zeros(n_classes)
+        known = torch.zeros(n_classes)
+        for box in fp_boxes:
+            known[box["species_id"]] = 1.0
+        for box in tp_boxes:
+            target[box["species_id"]] = 1.0
+            known[box["species_id"]] = 1.0
+        yield target
+        yield known
+
+    return targets_item
+
+
+def recording_dataset(manifest, sample_rate, n_classes=24, labelled=True):
+    """Whole recordings of a manifest as a dataset (validation, test, OOF).
+
+    Provides ``signal`` and, when ``labelled``, ``recording_target`` and
+    ``recording_label_mask``. Entries are sorted by id.
+
+    Example
+    -------
+    >>> import os, tempfile, numpy as np, soundfile as sf
+    >>> path = os.path.join(tempfile.mkdtemp(), "r.flac")
+    >>> sf.write(path, np.zeros(8000, dtype="float32"), 8000)
+    >>> data = recording_dataset({"r": {"wav": path}}, 8000, labelled=False)
+    >>> data[0]["signal"].shape
+    torch.Size([8000])
+    """
+    # SpeechBrain adds an "id" key to the entries it is given: give it copies.
+    dataset = sb.dataio.dataset.DynamicItemDataset(
+        {rid: dict(entry) for rid, entry in manifest.items()}
+    )
+    dataset.add_dynamic_item(recording_pipeline(sample_rate))
+    keys = ["id", "signal"]
+    if labelled:
+        dataset.add_dynamic_item(recording_targets_pipeline(n_classes))
+        keys += ["recording_target", "recording_label_mask"]
+    dataset.set_output_keys(keys)
+    return dataset.filtered_sorted(sort_key="id")
+
+
+def crop_dataset(entries, crop_seconds, n_frames, sample_rate, n_classes=24):
+    """Anchored entries as a training dataset of crops (see :func:`crop_pipeline`).
+
+    Example
+    -------
+    >>> import os, tempfile, numpy as np, soundfile as sf
+    >>> path = os.path.join(tempfile.mkdtemp(), "r.flac")
+    >>> sf.write(path, np.zeros(8000 * 3, dtype="float32"), 8000)
+    >>> entry = {"wav": path, "duration": 3.0, "tp_boxes": [], "fp_boxes": [],
+    ...          "anchor": None}
+    >>> crops = crop_dataset({"r/random0": entry}, 2.0, 4, 8000, n_classes=2)
+    >>> crops[0]["signal"].shape, crops[0]["frame_target"].shape
+    (torch.Size([16000]), torch.Size([4, 2]))
+    """
+    dataset = sb.dataio.dataset.DynamicItemDataset(
+        {key: dict(entry) for key, entry in entries.items()}
+    )
+    dataset.add_dynamic_item(
+        crop_pipeline(crop_seconds, n_frames, sample_rate, n_classes=n_classes)
+    )
+    dataset.set_output_keys(["id", *CROP_ITEMS])
+    return dataset

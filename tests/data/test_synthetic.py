@@ -291,6 +291,17 @@ def test_label_proportions():
     assert 2 <= silent <= 25  # about 10 % with no species calling
 
 
+def test_tp_fraction_sets_the_share_of_labelled_recordings(tmp_path):
+    summary = generate_rfcx_dataset(
+        tmp_path, n_train=40, n_test=1, duration=2.0, sample_rate=8000, tp_fraction=0.75
+    )
+    tp = pd.read_csv(summary["train_tp"], dtype={"recording_id": str})
+    assert tp.recording_id.nunique() == 30
+    assert tp.groupby("recording_id").species_id.nunique().max() == 1
+    with pytest.raises(ValueError, match="tp_fraction"):
+        generate_rfcx_dataset(tmp_path / "x", n_train=4, n_test=1, tp_fraction=1.5)
+
+
 def test_test_ground_truth_matches_boxes(small):
     folder, _ = small
     truth = _read(folder, "test_ground_truth.csv").set_index("recording_id")

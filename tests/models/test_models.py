@@ -65,9 +65,13 @@ def test_timm_sed_defaults_are_the_original_research_model():
 
 
 def test_registry_has_the_model_families():
-    assert {"timm_sed", "panns_cnn14", "conformer_sed", "transformer_sed", "crnn_sed"} <= set(
-        list_models()
-    )
+    assert {
+        "timm_sed",
+        "panns_cnn14",
+        "conformer_sed",
+        "transformer_sed",
+        "crnn_sed",
+    } <= set(list_models())
     assert set(list_models()) <= set(TINY), "add a tiny config for the new model"
 
 

@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Train every fold of a recipe, then score the out-of-fold predictions.
+
+    python cross_validate.py hparams/efficientnet_b0.yaml [--data_folder=...]
+
+Each fold runs ``train.py`` with ``--fold=K`` (finished folds are resumed,
+i.e. skipped); the held-out predictions of all folds are merged into
+``<output_folder>/oof_predictions.csv`` and scored against the TP labels
+(lwlrap) and the TP/FP labels (masked lwlrap) in ``oof_lwlrap.txt``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+
+from speechbrain_rfcx.experiment import write_scores
+from speechbrain_rfcx.metrics import LwlrapStats
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def main(argv):
+    hparams_file, _, overrides = sb.parse_arguments(argv)
+    with open(hparams_file, encoding="utf-8") as f:
+        hparams = load_hyperpyyaml(f, overrides)
+    for fold in range(hparams["n_folds"]):
+        subprocess.run(
+            [sys.executable, os.path.join(HERE, "train.py"), *argv, f"--fold={fold}"],
+            check=True,
+        )
+    folder = hparams["output_folder"]
+    oof = pd.concat(
+        pd.read_csv(
+            os.path.join(folder, f"fold{fold}", "oof_predictions.csv"),
+            dtype={"recording_id": str},
+        )
+        for fold in range(hparams["n_folds"])
+    )
+    with open(os.path.join(hparams["prepare_folder"], "train.json")) as f:
+        manifest = json.load(f)
+    n_classes = hparams["n_classes"]
+    truth = torch.zeros(len(oof), n_classes)
+    known = torch.zeros(len(oof), n_classes)
+    for i, rid in enumerate(oof.recording_id):
+        for box in manifest[rid]["fp_boxes"]:
+            known[i, box["species_id"]] = 1
+        for box in manifest[rid]["tp_boxes"]:
+            truth[i, box["species_id"]] = known[i, box["species_id"]] = 1
+    probs = torch.tensor(oof.iloc[:, 1:].to_numpy(), dtype=torch.float64)
+    stats = LwlrapStats(class_names=hparams["class_names"])
+    stats.append(list(oof.recording_id), probs, truth, known)
+    write_scores(os.path.join(folder, "oof_predictions.csv"), oof.recording_id, probs)
+    with open(os.path.join(folder, "oof_lwlrap.txt"), "w") as f:
+        stats.write_stats(f, verbose=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,177 @@
+"""Recipe plumbing shared by the RFCX recipes: data source, fold datasets, scores.
+
+Kept out of the recipe scripts so that ``train.py`` stays a short wiring of
+hparams objects, and so users' own recipes can call the same steps.
+"""
+
+import json
+import logging
+import os
+
+import pandas as pd
+import torch
+from speechbrain.dataio.dataio import load_data_json
+from speechbrain.utils.distributed import run_on_main
+
+from speechbrain_rfcx._io import write_atomically
+from speechbrain_rfcx.data.annotations import boxes_by_recording, read_rfcx_csv
+from speechbrain_rfcx.data.pipelines import crop_dataset, recording_dataset
+from speechbrain_rfcx.data.prepare import prepare_rfcx
+from speechbrain_rfcx.data.sampling import anchored_entries, make_train_sampler
+from speechbrain_rfcx.data.synthetic import generate_rfcx_dataset
+
+logger = logging.getLogger(__name__)
+
+DATA_SOURCE_FILE = "data_source.json"
+
+
+class DataSourceMismatch(ValueError):
+    """An output folder made from one dataset is reused with another."""
+
+
+def resolve_data_folder(hparams):
+    """The data folder to train on; generates the synthetic data if none is given.
+
+    With ``data_folder: null`` the built-in synthetic RFCX dataset is
+    generated once in ``synthetic_folder`` (at the recipe's sample rate) and
+    the log says so. The choice is recorded in ``output_folder``; reusing that
+    folder with another data source raises :class:`DataSourceMismatch`
+    instead of silently mixing checkpoints and manifests of both.
+
+    Returns
+    -------
+    tuple
+        ``(data_folder, is_synthetic)``.
+    """
+    data_folder = hparams["data_folder"]
+    synthetic = data_folder in (None, "", "null", "None")
+    if synthetic:
+        data_folder = hparams["synthetic_folder"]
+        logger.info(
+            "no --data_folder given: using the built-in synthetic RFCX dataset in %s",
+            data_folder,
+        )
+        run_on_main(
+            generate_rfcx_dataset,
+            kwargs={
+                "out_dir": data_folder,
+                "n_train": hparams["synthetic_n_train"],
+                "n_test": hparams["synthetic_n_test"],
+                "duration": hparams["synthetic_duration"],
+                "tp_fraction": hparams["synthetic_tp_fraction"],
+                "sample_rate": hparams["sample_rate"],
+                "seed": hparams["seed"],
+            },
+        )
+    elif not os.path.isdir(data_folder):
+        raise FileNotFoundError(f"--data_folder {data_folder} does not exist")
+    source = {"data_folder": os.path.abspath(data_folder), "synthetic": synthetic}
+    record = os.path.join(hparams["output_folder"], DATA_SOURCE_FILE)
+    if os.path.isfile(record):
+        with open(record, encoding="utf-8") as f:
+            previous = json.load(f)
+        if previous != source:
+            raise DataSourceMismatch(
+                f"{hparams['output_folder']} holds results for data "
+                f"{previous['data_folder']} (synthetic={previous['synthetic']}), "
+                f"not {source['data_folder']}: choose another output_root or "
+                "experiment name"
+            )
+    else:
+        os.makedirs(hparams["output_folder"], exist_ok=True)
+        with open(record, "w", encoding="utf-8") as f:
+            json.dump(source, f)
+    return data_folder, synthetic
+
+
+def prepare(hparams, data_folder):
+    """Runs ``prepare_rfcx`` once (main process) and loads the train manifest."""
+    run_on_main(
+        prepare_rfcx,
+        kwargs={
+            "data_folder": data_folder,
+            "save_folder": hparams["prepare_folder"],
+            "n_folds": hparams["n_folds"],
+            "seed": hparams["seed"],
+            "n_classes": hparams["n_classes"],
+        },
+    )
+    return load_data_json(
+        os.path.join(hparams["prepare_folder"], "train.json"),
+        replacements={"data_root": os.path.abspath(data_folder)},
+    )
+
+
+def crop_sources(hparams):
+    """Anchor-source weights for the supervision chosen in hparams."""
+    sources = {
+        "tp": hparams["tp_crop_weight"],
+        "fp": hparams["fp_crop_weight"] if hparams["masked_supervision"] else 0.0,
+        "random": hparams["random_crop_weight"],
+    }
+    return {name: weight for name, weight in sources.items() if weight > 0}
+
+
+def fold_datasets(hparams, manifest):
+    """Training crops, their sampler, and the held-out fold's recordings.
+
+    Returns
+    -------
+    dict
+        ``train`` (crop dataset), ``sampler`` (class-balanced or plain,
+        ``steps_per_epoch * batch_size`` draws an epoch), ``valid`` (held-out
+        recordings with TP labels: checkpoint selection) and ``oof`` (every
+        held-out recording: out-of-fold predictions).
+    """
+    fold = int(hparams["fold"])
+    if not 0 <= fold < hparams["n_folds"]:
+        raise ValueError(f"--fold={fold} is outside 0..{hparams['n_folds'] - 1}")
+    train_folds = set(range(hparams["n_folds"])) - {fold}
+    sources = crop_sources(hparams)
+    entries = anchored_entries(manifest, tuple(sources), folds=train_folds)
+    sampler = make_train_sampler(
+        entries,
+        n_samples=hparams["steps_per_epoch"] * hparams["batch_size"],
+        source_weights=sources,
+        balanced=hparams["class_balanced"],
+        seed=hparams["seed"],
+    )
+    held_out = {rid: e for rid, e in manifest.items() if e["fold"] == fold}
+    labelled = {rid: e for rid, e in held_out.items() if e["tp_boxes"]}
+    rate, n_classes = hparams["sample_rate"], hparams["n_classes"]
+    return {
+        "train": crop_dataset(
+            entries, hparams["crop_seconds"], hparams["frame_targets"], rate, n_classes
+        ),
+        "sampler": sampler,
+        "valid": recording_dataset(labelled, rate, n_classes),
+        "oof": recording_dataset(held_out, rate, n_classes),
+    }
+
+
+def complete_test_set(hparams, data_folder):
+    """The test recordings with their complete labels, when the data has them.
+
+    The synthetic generator writes ``test_boxes.csv`` (every call in the test
+    files); the real RFCX test labels are hidden, so this returns None there.
+    """
+    boxes_csv = os.path.join(data_folder, "test_boxes.csv")
+    if not os.path.isfile(boxes_csv):
+        return None
+    boxes = boxes_by_recording(read_rfcx_csv(boxes_csv, hparams["n_classes"]))
+    test = load_data_json(
+        os.path.join(hparams["prepare_folder"], "test.json"),
+        replacements={"data_root": os.path.abspath(data_folder)},
+    )
+    for rid, entry in test.items():
+        entry["tp_boxes"] = [b.to_dict() for b in boxes.get(rid, [])]
+        entry["fp_boxes"] = []
+    return recording_dataset(test, hparams["sample_rate"], hparams["n_classes"])
+
+
+def write_scores(path, ids, probs):
+    """Per-recording probabilities ``recording_id,s0..s{C-1}`` as CSV."""
+    probs = torch.as_tensor(probs).numpy()
+    table = pd.DataFrame(probs, columns=[f"s{c}" for c in range(probs.shape[1])])
+    table.insert(0, "recording_id", list(ids))
+    write_atomically(path, table.to_csv(index=False, float_format="%.6f"))
