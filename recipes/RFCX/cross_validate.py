@@ -19,6 +19,7 @@ import speechbrain as sb
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
+from speechbrain_rfcx.data.pipelines import recording_labels
 from speechbrain_rfcx.experiment import write_scores
 from speechbrain_rfcx.metrics import LwlrapStats
 
@@ -44,14 +45,14 @@ def main(argv):
     )
     with open(os.path.join(hparams["prepare_folder"], "train.json")) as f:
         manifest = json.load(f)
-    n_classes = hparams["n_classes"]
-    truth = torch.zeros(len(oof), n_classes)
-    known = torch.zeros(len(oof), n_classes)
-    for i, rid in enumerate(oof.recording_id):
-        for box in manifest[rid]["fp_boxes"]:
-            known[i, box["species_id"]] = 1
-        for box in manifest[rid]["tp_boxes"]:
-            truth[i, box["species_id"]] = known[i, box["species_id"]] = 1
+    labels = [
+        recording_labels(
+            manifest[rid]["tp_boxes"], manifest[rid]["fp_boxes"], hparams["n_classes"]
+        )
+        for rid in oof.recording_id
+    ]
+    truth = torch.stack([target for target, _ in labels])
+    known = torch.stack([mask for _, mask in labels])
     probs = torch.tensor(oof.iloc[:, 1:].to_numpy(), dtype=torch.float64)
     stats = LwlrapStats(class_names=hparams["class_names"])
     stats.append(list(oof.recording_id), probs, truth, known)

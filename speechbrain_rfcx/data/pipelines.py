@@ -144,17 +144,31 @@ def recording_targets_pipeline(n_classes=24):
     @sb.utils.data_pipeline.takes("tp_boxes", "fp_boxes")
     @sb.utils.data_pipeline.provides("recording_target", "recording_label_mask")
     def targets_item(tp_boxes, fp_boxes):
-        target = torch.zeros(n_classes)
-        known = torch.zeros(n_classes)
-        for box in fp_boxes:
-            known[box["species_id"]] = 1.0
-        for box in tp_boxes:
-            target[box["species_id"]] = 1.0
-            known[box["species_id"]] = 1.0
-        yield target
-        yield known
+        yield from recording_labels(tp_boxes, fp_boxes, n_classes)
 
     return targets_item
+
+
+def recording_labels(tp_boxes, fp_boxes, n_classes=24):
+    """Recording-level ``(target, known)`` (C,) tensors from box dicts.
+
+    ``target`` is 1 for species with a TP box; ``known`` is 1 for species
+    with a TP or an FP box.
+
+    Example
+    -------
+    >>> target, known = recording_labels([{"species_id": 0}], [{"species_id": 2}], 3)
+    >>> target.tolist(), known.tolist()
+    ([1.0, 0.0, 0.0], [1.0, 0.0, 1.0])
+    """
+    target = torch.zeros(n_classes)
+    known = torch.zeros(n_classes)
+    for box in fp_boxes:
+        known[box["species_id"]] = 1.0
+    for box in tp_boxes:
+        target[box["species_id"]] = 1.0
+        known[box["species_id"]] = 1.0
+    return target, known
 
 
 def recording_dataset(manifest, sample_rate, n_classes=24, labelled=True):

@@ -7,7 +7,6 @@ bidirectional GRU adds context over time. Small enough to train from
 scratch on a CPU, which the ImageNet-shaped backbones are not.
 """
 
-import torch
 from torch import nn
 
 from speechbrain_rfcx.models._base import SEDModel, register_model
@@ -34,6 +33,7 @@ class CRNNSED(SEDModel):
 
     Example
     -------
+    >>> import torch
     >>> model = CRNNSED(n_classes=3, sample_rate=16000, n_fft=512,
     ...                 hop_length=160, n_mels=32).eval()
     >>> out = model(torch.randn(2, 16000))
