@@ -19,6 +19,7 @@ hparams read by SEDBrain:
   with ``opt_class``;
 - ``lr_scheduler``: callable ``optimizer -> torch LR scheduler`` stepped after
   every optimiser step (or None);
+- ``seed``: each training epoch reseeds every RNG from it and the epoch;
 - ``sample_rate``, ``valid_window`` and ``valid_hop`` (seconds),
   ``valid_batch_windows``;
 - ``loggers``: a list of SpeechBrain train loggers (text file, TensorBoard);
@@ -26,9 +27,11 @@ hparams read by SEDBrain:
 """
 
 import logging
+import os
 
 import speechbrain as sb
 import torch
+from speechbrain.utils.seed import seed_everything
 from torch.nn.parallel import DistributedDataParallel
 
 from speechbrain_rfcx.inference import score_recordings
@@ -122,6 +125,13 @@ class SEDBrain(sb.Brain):
         """Fresh accumulators for the stage."""
         if stage == sb.Stage.TRAIN:
             self.loss_parts, self.loss_parts_count = {}, 0
+            # Each epoch starts from its own seed (per process), so a run
+            # resumed from an end-of-epoch checkpoint draws the same crops,
+            # offsets and mixup as an uninterrupted one.
+            rank = int(os.environ.get("RANK", 0))
+            seed_everything(
+                self.hparams.seed + 1009 * epoch + 7919 * rank, verbose=False
+            )
         else:
             self.stats = LwlrapStats(class_names=self.hparams.class_names)
 
@@ -138,12 +148,13 @@ class SEDBrain(sb.Brain):
         if "masked_lwlrap" in summary:
             stats["masked_lwlrap"] = summary["masked_lwlrap"]
         if stage == sb.Stage.VALID:
-            meta = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
-            self.log_stats(meta, train_stats=self.train_stats, valid_stats=stats)
+            # checkpoint first: a logged epoch is always a saved epoch
             self.checkpointer.save_and_keep_only(
                 meta={"lwlrap": stats["lwlrap"], "epoch": epoch},
                 max_keys=["lwlrap"],
             )
+            meta = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+            self.log_stats(meta, train_stats=self.train_stats, valid_stats=stats)
         else:
             meta = {"Epoch loaded": self.hparams.epoch_counter.current}
             self.log_stats(meta, test_stats=stats)

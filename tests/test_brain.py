@@ -23,6 +23,7 @@ def _brain(loss_opt_class):
     )
     loss = SEDLoss({"clip": ClipBCE(), "centre": CentreLoss(3, model.embedding_dim)})
     hparams = {
+        "seed": 1,
         "augment": None,
         "loss_opt_class": loss_opt_class,
         "lr_scheduler": functools.partial(torch.optim.lr_scheduler.StepLR, step_size=2),

@@ -150,6 +150,33 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     epochs = _epochs_logged(tmp_path)
     assert epochs == list(range(1, 5)), epochs  # nothing redone, nothing missed
 
+    # the same metrics as a run that was never interrupted (same seed, CPU)
+    uninterrupted = tmp_path / "uninterrupted"
+    run = _run(uninterrupted, **changes)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert _metric_lines(tmp_path) == _metric_lines(uninterrupted)
+
+
+def _metric_lines(root):
+    """The train log's epoch lines (every loss and lwlrap, no timestamps)."""
+    log = (_fold_folder(root) / "train_log.txt").read_text()
+    return [line for line in log.splitlines() if line.startswith("epoch:")]
+
+
+def test_the_same_seed_gives_the_same_training(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    for root in (first, second):
+        run = _run(root, number_of_epochs=2)
+        assert run.returncode == 0, run.stderr[-3000:]
+    assert len(_metric_lines(first)) == 2
+    assert _metric_lines(first) == _metric_lines(second)
+    oof = (_fold_folder(first) / "oof_predictions.csv").read_text()
+    assert oof == (_fold_folder(second) / "oof_predictions.csv").read_text()
+    changed = _run(tmp_path / "c", number_of_epochs=2, seed=2)
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    log = pathlib.Path(tmp_path) / "c" / "small_cpu" / "2" / "fold0" / "train_log.txt"
+    assert log.read_text().splitlines()[0] != _metric_lines(first)[0]
+
 
 def test_other_data_in_the_same_output_folder_is_refused(tmp_path):
     run = _run(tmp_path, number_of_epochs=1, steps_per_epoch=1)
