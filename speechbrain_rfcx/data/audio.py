@@ -17,7 +17,10 @@ class AudioError(ValueError):
 
 
 def audio_info(path):
-    """Duration, sample rate and channel count of an audio file (header only).
+    """Duration, sample rate and channel count of an audio file.
+
+    Reads the header and the last frame (so a truncated file is caught here,
+    not halfway through training).
 
     Example
     -------
@@ -33,6 +36,14 @@ def audio_info(path):
         raise AudioError(f"{path}: cannot read audio ({e})") from e
     if info.frames <= 0 or info.samplerate <= 0:
         raise AudioError(f"{path}: audio file holds no samples")
+    try:  # the header of a truncated file still promises every frame
+        with sf.SoundFile(path) as f:
+            f.seek(info.frames - 1)
+            last = f.read(1)
+    except (RuntimeError, sf.LibsndfileError, OSError) as e:
+        raise AudioError(f"{path}: truncated or corrupt audio ({e})") from e
+    if len(last) != 1:
+        raise AudioError(f"{path}: truncated audio (the last frame cannot be read)")
     return {
         "duration": info.frames / info.samplerate,
         "sample_rate": int(info.samplerate),
