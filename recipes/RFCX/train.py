@@ -25,6 +25,7 @@ from hyperpyyaml import load_hyperpyyaml
 from speechbrain_rfcx import experiment
 from speechbrain_rfcx.brain import SEDBrain
 from speechbrain_rfcx.data.prepare import summarize_manifest
+from speechbrain_rfcx.metrics import chance_lwlrap
 
 
 def main(argv):
@@ -79,6 +80,11 @@ def main(argv):
         )
         with open(os.path.join(folder, "per_species_lwlrap.txt"), "w") as f:
             stats.write_stats(f, verbose=True)
+        chance = chance_lwlrap(torch.cat(stats.targets))
+        print(
+            f"held-out fold {hparams['fold']}, TP labels: lwlrap "
+            f"{brain.last_stats['lwlrap']:.4f} (random scores: {chance:.4f})"
+        )
 
     test_set = experiment.complete_test_set(hparams, data_folder)
     if test_set is not None:  # synthetic data: the test set has complete labels
@@ -91,9 +97,10 @@ def main(argv):
             path = os.path.join(hparams["fold_folder"], "test_lwlrap.txt")
             with open(path, "w") as f:
                 brain.stats.write_stats(f)
+            chance = chance_lwlrap(torch.cat(brain.stats.targets))
             print(
-                f"test set, complete labels: lwlrap "
-                f"{brain.last_stats['lwlrap']:.4f} (details in {path})"
+                f"test set, complete labels: lwlrap {brain.last_stats['lwlrap']:.4f}"
+                f" (random scores: {chance:.4f}; details in {path})"
             )
 
 
