@@ -34,6 +34,8 @@ setup(
         "console_scripts": [
             "rfcx-synth=speechbrain_rfcx.data.synthetic:main",
             "rfcx-prepare=speechbrain_rfcx.data.prepare:main",
+            "rfcx-detect=speechbrain_rfcx.cli:detect",
+            "rfcx-submit=speechbrain_rfcx.cli:submit",
         ]
     },
 )

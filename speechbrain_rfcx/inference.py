@@ -2,9 +2,23 @@
 
 The same code scores the held-out fold during training and the test set or
 field recordings afterwards, so validation measures what users get.
+
+For files of any length, :func:`score_file` streams a recording in chunks of
+windows (only one chunk is ever decoded), stitches the framewise
+probabilities of overlapping windows (mean of the overlapping frames, at the
+model's frame rate: window seconds / T' frames), takes the max over windows
+for clip probabilities, and averages test-time augmentations (time shift,
+speed). :func:`average_results` averages the results of several models (an
+ensemble of folds).
 """
 
+import math
+
+import numpy as np
 import torch
+
+from speechbrain_rfcx.augment import change_speed
+from speechbrain_rfcx.data.audio import audio_info, read_segment
 
 
 def window_starts(n_samples, window, hop):
@@ -112,4 +126,308 @@ def score_recordings(model, wavs, lens, window, hop, batch_size=16):
     return {
         "clip_logits": torch.stack([w.amax(0) for w in per_recording]),
         "window_logits": per_recording,
+    }
+
+
+def iter_window_batches(path, sample_rate, window, hop, batch_size=16, offset=0.0):
+    """Sliding windows of an audio file, read chunk by chunk.
+
+    Each chunk of ``batch_size`` windows is read with one
+    :func:`~speechbrain_rfcx.data.audio.read_segment` call covering just those
+    windows, so an hour-long file never sits decoded in memory.
+
+    Arguments
+    ---------
+    path : str
+        Audio file (downmixed to mono, resampled to ``sample_rate``).
+    sample_rate : int
+        Rate the windows are read at.
+    window, hop : float
+        Window length and hop in seconds.
+    batch_size : int
+        Windows per chunk.
+    offset : float
+        Seconds skipped before the first window (time-shift augmentation);
+        nothing is yielded when less than a window remains after it (unless
+        ``offset`` is 0: a short recording gives one zero-padded window).
+
+    Yields
+    ------
+    starts : torch.Tensor
+        ``(B,)`` window start times in seconds.
+    windows : torch.Tensor
+        ``(B, window * sample_rate)`` audio, zero padded past the end.
+    lens : torch.Tensor
+        ``(B,)`` relative valid lengths.
+
+    Example
+    -------
+    >>> import os, tempfile, numpy as np, soundfile as sf
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.wav")
+    >>> sf.write(path, np.zeros(1000, dtype="float32"), 100)  # 10 s
+    >>> chunks = list(iter_window_batches(path, 100, window=4.0, hop=2.0, batch_size=3))
+    >>> [c[0].tolist() for c in chunks]
+    [[0.0, 2.0, 4.0], [6.0]]
+    >>> chunks[0][1].shape
+    torch.Size([3, 400])
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    window_n = int(round(window * sample_rate))
+    hop_n = int(round(hop * sample_rate))
+    if window_n <= 0 or hop_n <= 0:
+        raise ValueError(
+            f"window ({window} s) and hop ({hop} s) must be positive and "
+            f"at least one sample at {sample_rate} Hz"
+        )
+    n_samples = int(round(audio_info(path)["duration"] * sample_rate))
+    offset_n = int(round(offset * sample_rate))
+    if offset_n > 0 and n_samples - offset_n < window_n:
+        return
+    starts = [
+        offset_n + s for s in window_starts(n_samples - offset_n, window_n, hop_n)
+    ]
+    for i in range(0, len(starts), batch_size):
+        chunk = starts[i : i + batch_size]
+        first, span = chunk[0], chunk[-1] + window_n - chunk[0]
+        span = min(span, n_samples - first)
+        segment = read_segment(
+            path,
+            start=first / sample_rate,
+            duration=span / sample_rate,
+            sample_rate=sample_rate,
+        )
+        windows = torch.zeros(len(chunk), window_n)
+        lens = torch.ones(len(chunk))
+        for row, start in enumerate(chunk):
+            piece = segment[start - first : start - first + window_n]
+            windows[row, : piece.shape[0]] = piece
+            lens[row] = max(piece.shape[0], 1) / window_n
+        yield torch.tensor(chunk, dtype=torch.float64) / sample_rate, windows, lens
+
+
+@torch.no_grad()
+def window_outputs(model, windows, lens, speed=1.0):
+    """Clip and frame probabilities of a batch of windows, optionally sped up.
+
+    With ``speed != 1`` the windows are played faster or slower
+    (:func:`~speechbrain_rfcx.augment.change_speed`) and the frame
+    probabilities are mapped back to the original time axis (linear
+    interpolation); frames whose audio was cropped away (``speed < 1``) are
+    marked invalid.
+
+    Arguments
+    ---------
+    model : torch.nn.Module
+        Keeps the model contract (``clip_logits``, ``frame_logits``).
+    windows : torch.Tensor
+        ``(B, samples)`` windows.
+    lens : torch.Tensor
+        ``(B,)`` relative valid lengths.
+    speed : float
+        Playback speed of the augmentation (1.0: none).
+
+    Returns
+    -------
+    dict
+        ``clip_probs`` (B, C), ``frame_probs`` (B, T', C) and ``frame_valid``
+        (B, T') bool.
+
+    Example
+    -------
+    >>> class Loudness(torch.nn.Module):
+    ...     def forward(self, wavs, lens):
+    ...         frames = wavs.reshape(wavs.shape[0], 4, -1).abs().amax(2, keepdim=True)
+    ...         return {"clip_logits": frames.amax(1), "frame_logits": frames}
+    >>> out = window_outputs(Loudness(), torch.zeros(2, 40), torch.ones(2))
+    >>> out["clip_probs"].shape, out["frame_probs"].shape, out["frame_valid"].shape
+    (torch.Size([2, 1]), torch.Size([2, 4, 1]), torch.Size([2, 4]))
+    """
+    if speed != 1.0:
+        windows, lens, _ = change_speed(windows, lens, speed=speed)
+    outputs = model(windows, lens)
+    clip = torch.sigmoid(outputs["clip_logits"].float())
+    frames = torch.sigmoid(outputs["frame_logits"].float())
+    n_frames = frames.shape[1]
+    valid = torch.ones(frames.shape[:2], dtype=torch.bool, device=frames.device)
+    if speed != 1.0:
+        # Original frame i (centre i + 0.5) is heard at (i + 0.5) / speed.
+        centres = (torch.arange(n_frames, device=frames.device) + 0.5) / speed
+        position = (centres - 0.5).clamp(0, n_frames - 1)
+        low = position.floor().long()
+        high = (low + 1).clamp(max=n_frames - 1)
+        weight = (position - low).view(1, -1, 1)
+        frames = frames[:, low] * (1 - weight) + frames[:, high] * weight
+        valid = valid & (centres <= n_frames).unsqueeze(0)
+    return {"clip_probs": clip, "frame_probs": frames, "frame_valid": valid}
+
+
+def tta_variants(tta, hop):
+    """``(speed, offset)`` of the plain pass and of each augmentation in ``tta``.
+
+    ``"shift"`` offsets the windows by half a hop; a number (or numeric
+    string) is a playback speed in ``[0.5, 2]``.
+
+    Example
+    -------
+    >>> tta_variants(["shift", 0.9, "1.1"], hop=2.0)
+    [(1.0, 0.0), (1.0, 1.0), (0.9, 0.0), (1.1, 0.0)]
+    """
+    variants = [(1.0, 0.0)]
+    for item in tta:
+        if item == "shift":
+            variants.append((1.0, hop / 2))
+            continue
+        try:
+            speed = float(item)
+        except (TypeError, ValueError):
+            speed = -1.0
+        if not 0.5 <= speed <= 2.0:
+            raise ValueError(
+                f"tta item {item!r}: expected 'shift' or a speed in [0.5, 2] "
+                "(e.g. 0.9, 1.1)"
+            )
+        variants.append((speed, 0.0))
+    return variants
+
+
+def score_file(
+    model, path, sample_rate, window, hop, tta=(), batch_size=16, device="cpu"
+):
+    """Clip and framewise probabilities of a whole audio file, streamed.
+
+    Windows of ``window`` seconds every ``hop`` seconds cover the recording
+    (the last one ends at its end; a recording shorter than a window is one
+    zero-padded window). Framewise probabilities are stitched on the model's
+    frame grid (``window / T'`` seconds per frame, frame ``i`` centred at
+    ``(i + 0.5) * window / T'``): each frame is the mean of every estimate
+    that covers it (overlapping windows and augmentations). Clip
+    probabilities are the max over windows, averaged over augmentations.
+
+    Arguments
+    ---------
+    model : torch.nn.Module
+        Keeps the model contract, in eval mode, on ``device``.
+    path : str
+        Audio file.
+    sample_rate : int
+        The model's sample rate.
+    window, hop : float
+        Window and hop in seconds.
+    tta : sequence
+        Test-time augmentations besides the plain pass: ``"shift"`` (windows
+        offset by half a hop) and speeds such as ``0.9``, ``1.1``.
+    batch_size : int
+        Windows per forward pass (and per read).
+    device : str
+        Device of the model.
+
+    Returns
+    -------
+    dict
+        ``clip_probs`` (C,), ``frame_probs`` (T, C), ``frame_times`` (T,)
+        frame centres in seconds (all numpy), ``duration`` in seconds.
+
+    Example
+    -------
+    >>> import os, tempfile, numpy as np, soundfile as sf
+    >>> class Loudness(torch.nn.Module):
+    ...     def forward(self, wavs, lens):
+    ...         frames = wavs.reshape(wavs.shape[0], 4, -1).abs().amax(2, keepdim=True)
+    ...         return {"clip_logits": frames.amax(1), "frame_logits": frames}
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.wav")
+    >>> sf.write(path, np.zeros(1000, dtype="float32"), 100)  # 10 s
+    >>> out = score_file(Loudness(), path, 100, window=4.0, hop=2.0)
+    >>> out["frame_probs"].shape, out["frame_times"][:2].tolist()
+    ((10, 1), [0.5, 1.5])
+    """
+    duration = audio_info(path)["duration"]
+    clip_per_variant = []
+    sums = counts = frame_seconds = None
+    for speed, offset in tta_variants(tta, hop):
+        clip_max = None
+        for starts, windows, lens in iter_window_batches(
+            path, sample_rate, window, hop, batch_size, offset
+        ):
+            out = window_outputs(model, windows.to(device), lens.to(device), speed)
+            probs = out["clip_probs"].cpu()
+            best = probs.amax(0)
+            clip_max = best if clip_max is None else torch.maximum(clip_max, best)
+            frames = out["frame_probs"].cpu().double().numpy()
+            valid = out["frame_valid"].cpu().numpy()
+            if sums is None:
+                frame_seconds = window / frames.shape[1]
+                n_total = max(1, math.ceil(duration / frame_seconds - 0.5))
+                sums = np.zeros((n_total, frames.shape[2]))
+                counts = np.zeros(n_total)
+            first = np.rint(starts.numpy() / frame_seconds).astype(int)
+            index = first[:, None] + np.arange(frames.shape[1])[None, :]
+            keep = valid & (index < len(counts))
+            np.add.at(sums, index[keep], frames[keep])
+            np.add.at(counts, index[keep], 1)
+        if clip_max is not None:
+            clip_per_variant.append(clip_max)
+    frame_probs = sums / np.maximum(counts, 1)[:, None]
+    return {
+        "clip_probs": torch.stack(clip_per_variant).mean(0).double().numpy(),
+        "frame_probs": frame_probs,
+        "frame_times": (np.arange(len(counts)) + 0.5) * frame_seconds,
+        "duration": duration,
+    }
+
+
+def average_results(results):
+    """Average the :func:`score_file` results of several models (an ensemble).
+
+    Clip probabilities are averaged; framewise probabilities are averaged on
+    the frame grid of the first result (others are linearly interpolated to
+    it when their frame rate differs).
+
+    Arguments
+    ---------
+    results : list of dict
+        :func:`score_file` outputs for the same recording.
+
+    Returns
+    -------
+    dict
+        Same keys as one result.
+
+    Example
+    -------
+    >>> a = {"clip_probs": np.array([0.2]), "frame_probs": np.array([[0.0], [1.0]]),
+    ...      "frame_times": np.array([0.5, 1.5]), "duration": 2.0}
+    >>> b = dict(a, clip_probs=np.array([0.4]), frame_probs=np.array([[1.0], [1.0]]))
+    >>> out = average_results([a, b])
+    >>> out["clip_probs"].round(6).tolist(), out["frame_probs"].ravel().tolist()
+    ([0.3], [0.5, 1.0])
+    """
+    if not results:
+        raise ValueError("results is empty: nothing to average")
+    first = results[0]
+    times = first["frame_times"]
+    frames = []
+    for result in results:
+        probs = np.asarray(result["frame_probs"])
+        if result["clip_probs"].shape != first["clip_probs"].shape:
+            raise ValueError(
+                "clip_probs shapes differ across models: "
+                f"{first['clip_probs'].shape} vs {result['clip_probs'].shape}"
+            )
+        if len(result["frame_times"]) != len(times) or not np.allclose(
+            result["frame_times"], times
+        ):
+            probs = np.stack(
+                [
+                    np.interp(times, result["frame_times"], probs[:, c])
+                    for c in range(probs.shape[1])
+                ],
+                axis=1,
+            )
+        frames.append(probs)
+    return {
+        "clip_probs": np.mean([r["clip_probs"] for r in results], axis=0),
+        "frame_probs": np.mean(frames, axis=0),
+        "frame_times": times,
+        "duration": first["duration"],
     }

@@ -377,7 +377,6 @@ def main(argv=None):
         raise SystemExit(f"rfcx-prepare: {e}") from e
     print(summarize_manifest(result["train_json"]))
     print(f"manifests: {result['train_json']}, {result['test_json']}")
-    return result
 
 
 if __name__ == "__main__":

@@ -1,0 +1,485 @@
+"""Console entry points: ``rfcx-detect`` (tables per file) and ``rfcx-submit``.
+
+``rfcx-detect INPUT --model DIR --out DIR`` scores one audio file or every
+audio file under a folder (recursively: .flac, .wav, .ogg, .mp3) with one or
+several models (their probabilities are averaged) and writes, per input file,
+a Raven selection table, an Audacity label track and/or a detections CSV
+under ``--out`` (mirroring the input tree), plus ``clip_scores.csv``: one row
+of clip probabilities per file (``recording_id`` = path under INPUT without
+the extension). Every table is written atomically; a file
+whose tables all exist and that has a row in ``clip_scores.csv`` is skipped on
+a rerun, so an interrupted folder resumes where it stopped. Unreadable files
+are reported on stderr and skipped; the exit status is 0 when every file was
+scored, 2 otherwise.
+
+``rfcx-submit --model DIR --test-folder DIR --out submission.csv`` writes a
+Kaggle submission (one row per test recording, in ``sample_submission.csv``
+order when given), optionally rescaled toward class priors.
+"""
+
+import argparse
+import csv
+import io
+import os
+import sys
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from speechbrain_rfcx._io import write_atomically
+from speechbrain_rfcx.data.audio import AudioError
+from speechbrain_rfcx.detections import (
+    frames_to_detections,
+    rescale_to_priors,
+    write_audacity_labels,
+    write_detections_csv,
+    write_raven_table,
+    write_submission,
+)
+from speechbrain_rfcx.inference import tta_variants
+from speechbrain_rfcx.interface import SpeciesDetector, ensemble_detect_file
+
+AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".mp3")
+OUTPUT_SUFFIXES = {
+    "raven": ".Table.1.selections.txt",
+    "audacity": ".labels.txt",
+    "csv": ".detections.csv",
+}
+PLOT_SUFFIX = ".png"
+SUMMARY_FILE = "clip_scores.csv"
+EXIT_FAILURES = 2
+
+
+def find_audio_files(input_path):
+    """Audio files to score: ``input_path`` itself, or those under a folder.
+
+    Arguments
+    ---------
+    input_path : str
+        A file, or a folder searched recursively for .flac/.wav/.ogg/.mp3
+        (any case); hidden files and folders are left out.
+
+    Returns
+    -------
+    list of str
+        Paths relative to the folder (the file name for a single file),
+        sorted.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(root, "site"))
+    >>> for name in ("b.WAV", "site/a.flac", "notes.txt"):
+    ...     open(os.path.join(root, name), "w").close()
+    >>> find_audio_files(root)
+    ['b.WAV', 'site/a.flac']
+    """
+    if os.path.isfile(input_path):
+        return [os.path.basename(input_path)]
+    if not os.path.isdir(input_path):
+        raise FileNotFoundError(f"input {input_path} is neither a file nor a folder")
+    found = []
+    for folder, subfolders, files in os.walk(input_path):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        for name in files:
+            if not name.startswith(".") and name.lower().endswith(AUDIO_EXTENSIONS):
+                found.append(os.path.relpath(os.path.join(folder, name), input_path))
+    return sorted(found)
+
+
+def check_unique_stems(files):
+    """Raise if two files differ only by extension (their outputs would collide).
+
+    Example
+    -------
+    >>> check_unique_stems(["a.wav", "site/a.flac"])
+    >>> check_unique_stems(["a.wav", "a.flac"])
+    Traceback (most recent call last):
+    ...
+    ValueError: a.flac and a.wav share the recording id 'a': rename one
+    """
+    seen = {}
+    for relative in sorted(files):
+        stem = os.path.splitext(relative)[0]
+        if stem in seen:
+            raise ValueError(
+                f"{seen[stem]} and {relative} share the recording id {stem!r}: "
+                "rename one"
+            )
+        seen[stem] = relative
+
+
+def parse_formats(values):
+    """Output formats from repeated and/or comma-separated ``--format`` values.
+
+    Example
+    -------
+    >>> parse_formats(["raven,csv", "audacity", "csv"])
+    ['raven', 'csv', 'audacity']
+    >>> parse_formats(["excel"])
+    Traceback (most recent call last):
+    ...
+    ValueError: --format 'excel' is not one of raven, audacity, csv
+    """
+    formats = []
+    for value in values or ["raven"]:
+        for name in value.split(","):
+            name = name.strip().lower()
+            if name not in OUTPUT_SUFFIXES:
+                raise ValueError(
+                    f"--format {name!r} is not one of {', '.join(OUTPUT_SUFFIXES)}"
+                )
+            if name not in formats:
+                formats.append(name)
+    return formats
+
+
+def read_thresholds(path, n_classes):
+    """Per-species thresholds from a CSV with ``species_id,threshold`` columns.
+
+    Species not listed keep ``--threshold``.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "t.csv")
+    >>> _ = open(path, "w").write("species_id,threshold\\n3,0.8\\n")
+    >>> read_thresholds(path, 24)
+    {3: 0.8}
+    """
+    table = pd.read_csv(path)
+    missing = [c for c in ("species_id", "threshold") if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    thresholds = {}
+    for line, row in enumerate(table.itertuples(index=False), start=2):
+        species, value = row.species_id, float(row.threshold)
+        if int(species) != species or not 0 <= species < n_classes:
+            raise ValueError(
+                f"{path} line {line}: species_id {species!r} not in 0..{n_classes - 1}"
+            )
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{path} line {line}: threshold {value!r} not in [0, 1]")
+        thresholds[int(species)] = value
+    return thresholds
+
+
+def read_priors(path, n_classes):
+    """Class priors from a CSV with ``species_id,prior`` columns (every species).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "p.csv")
+    >>> _ = open(path, "w").write("species_id,prior\\n1,0.2\\n0,0.1\\n")
+    >>> read_priors(path, 2).tolist()
+    [0.1, 0.2]
+    """
+    table = pd.read_csv(path)
+    missing = [c for c in ("species_id", "prior") if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    ids = sorted(int(s) for s in table["species_id"])
+    if ids != list(range(n_classes)):
+        raise ValueError(f"{path}: species_id must list 0..{n_classes - 1} once each")
+    return table.sort_values("species_id")["prior"].to_numpy(dtype=float)
+
+
+def _add_model_arguments(parser):
+    parser.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="DIR",
+        help="training fold folder or exported detector folder; repeat (or list "
+        "several) for an ensemble: probabilities are averaged",
+        nargs="+",
+    )
+    parser.add_argument("--window", type=float, help="window in s (default: training)")
+    parser.add_argument("--hop", type=float, help="hop in s (default: training)")
+    parser.add_argument(
+        "--tta",
+        default="",
+        help="test-time augmentation, comma list of 'shift' and speeds, e.g. "
+        "shift,0.9,1.1 (averaged with the plain pass)",
+    )
+    parser.add_argument("--batch-size", type=int, default=16, help="windows per pass")
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=0,
+        help="CPU threads for the model (0: torch's default)",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+
+
+def _load_detectors(args):
+    if args.num_workers < 0:
+        raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.num_workers:
+        torch.set_num_threads(args.num_workers)
+    folders = [folder for group in args.model for folder in group]
+    return [
+        SpeciesDetector.from_hparams(folder, run_opts={"device": args.device})
+        for folder in folders
+    ]
+
+
+def _detect_options(args):
+    for name in ("window", "hop"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name} must be a positive number of seconds")
+    tta = [item.strip() for item in args.tta.split(",") if item.strip()]
+    tta_variants(tta, hop=1.0)  # raises on an unknown item, naming it
+    return {
+        "window": args.window,
+        "hop": args.hop,
+        "tta": tta,
+        "batch_size": args.batch_size,
+    }
+
+
+def full_bands(bands, n_classes, sample_rate):
+    """Every species' band: the known ones, the full band (0 to Nyquist) else.
+
+    Example
+    -------
+    >>> full_bands({1: (500.0, 900.0)}, 2, 16000)
+    {0: (0.0, 8000.0), 1: (500.0, 900.0)}
+    """
+    known = bands or {}
+    nyquist = sample_rate / 2
+    return {c: known.get(c, (0.0, float(nyquist))) for c in range(n_classes)}
+
+
+def _read_summary(path):
+    """Clip-score rows of an earlier (possibly interrupted) run, by file."""
+    rows = {}
+    if not os.path.isfile(path):
+        return rows
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        for cells in reader:
+            if header and len(cells) == len(header):
+                rows[cells[0]] = cells
+    return rows
+
+
+def _summary_header(n_classes):
+    return ["recording_id"] + [f"s{c}" for c in range(n_classes)]
+
+
+def detect_main(argv=None):
+    """``rfcx-detect``: per-file detection tables for a file or a folder."""
+    parser = argparse.ArgumentParser(
+        prog="rfcx-detect",
+        description="Detect species in audio files and write Raven / Audacity / "
+        "CSV tables, one per input file.",
+    )
+    parser.add_argument("input", help="audio file or folder (searched recursively)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--format",
+        action="append",
+        metavar="raven|audacity|csv",
+        help="output format; repeat or give a comma list (default raven)",
+    )
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument(
+        "--thresholds",
+        metavar="CSV",
+        help="per-species thresholds (species_id,threshold); others: --threshold",
+    )
+    parser.add_argument("--min-duration", type=float, default=0.0, help="seconds")
+    parser.add_argument("--merge-gap", type=float, default=0.0, help="seconds")
+    parser.add_argument("--plot", action="store_true", help="also a PNG per file")
+    _add_model_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        formats = parse_formats(args.format)
+        if not 0.0 <= args.threshold <= 1.0:
+            raise ValueError(f"--threshold must lie in [0, 1], got {args.threshold}")
+        files = find_audio_files(args.input)
+        check_unique_stems(files)
+        detectors = _load_detectors(args)
+        n_classes = int(detectors[0].hparams.n_classes)
+        threshold = args.threshold
+        if args.thresholds:
+            threshold = read_thresholds(args.thresholds, n_classes)
+        options = _detect_options(args)
+    except (ValueError, FileNotFoundError) as e:
+        parser.error(str(e))
+    return run_detection(args, files, detectors, formats, threshold, options)
+
+
+def run_detection(args, files, detectors, formats, threshold, options):
+    """Scores ``files`` and writes their tables; returns the exit status."""
+    single_file = os.path.isfile(args.input)
+    root = os.path.dirname(args.input) if single_file else args.input
+    os.makedirs(args.out, exist_ok=True)
+    n_classes = int(detectors[0].hparams.n_classes)
+    bands = full_bands(
+        next((d.species_bands for d in detectors if d.species_bands), None),
+        n_classes,
+        detectors[0].sample_rate,
+    )
+    names = detectors[0].class_names
+    summary_path = os.path.join(args.out, SUMMARY_FILE)
+    previous = _read_summary(summary_path)
+    rows, failures, skipped = {}, [], 0
+    journal = open(summary_path, "a", encoding="utf-8", newline="")
+    try:
+        writer = csv.writer(journal)
+        if journal.tell() == 0:
+            writer.writerow(_summary_header(n_classes))
+        for relative in tqdm(files, desc="rfcx-detect", unit="file", file=sys.stderr):
+            stem = os.path.splitext(relative)[0]
+            base = os.path.join(args.out, stem)
+            outputs = [base + OUTPUT_SUFFIXES[f] for f in formats]
+            if args.plot:
+                outputs.append(base + PLOT_SUFFIX)
+            if stem in previous and all(os.path.isfile(p) for p in outputs):
+                rows[stem] = previous[stem]
+                skipped += 1
+                continue
+            path = os.path.join(root, relative)
+            try:
+                result = ensemble_detect_file(detectors, path, **options)
+            except AudioError as e:
+                tqdm.write(f"rfcx-detect: skipped {path}: {e}", file=sys.stderr)
+                failures.append(relative)
+                continue
+            detections = frames_to_detections(
+                result["frame_probs"],
+                result["frame_times"],
+                threshold=threshold,
+                min_duration=args.min_duration,
+                merge_gap=args.merge_gap,
+                species_bands=bands,
+                default_threshold=args.threshold,
+            )
+            os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
+            for name in formats:
+                _write_table(
+                    name, base + OUTPUT_SUFFIXES[name], detections, names, stem
+                )
+            if args.plot:
+                from speechbrain_rfcx.plot import plot_detections
+
+                plot_detections(
+                    base + PLOT_SUFFIX,
+                    path,
+                    sample_rate=detectors[0].sample_rate,
+                    detections=detections,
+                    frame_probs=result["frame_probs"],
+                    frame_times=result["frame_times"],
+                    species_names=names,
+                    title=relative,
+                )
+            row = [stem] + [f"{p:.6f}" for p in result["clip_probs"]]
+            writer.writerow(row)
+            journal.flush()
+            rows[stem] = row
+    finally:
+        journal.close()
+    _write_summary(summary_path, files, rows, n_classes)
+    if skipped:
+        print(
+            f"rfcx-detect: {skipped} file(s) already done in {args.out}, skipped "
+            "(delete their outputs to score them again)",
+            file=sys.stderr,
+        )
+    if failures:
+        print(
+            f"rfcx-detect: {len(failures)} of {len(files)} file(s) could not be "
+            f"read: {', '.join(failures[:5])}{' ...' if len(failures) > 5 else ''}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURES
+    return 0
+
+
+def _write_table(name, path, detections, species_names, recording_id):
+    if name == "raven":
+        write_raven_table(path, detections, species_names)
+    elif name == "audacity":
+        write_audacity_labels(path, detections, species_names)
+    else:
+        write_detections_csv(path, detections, recording_id=recording_id)
+
+
+def _write_summary(path, files, rows, n_classes):
+    """Rewrite ``clip_scores.csv`` in input order, one row per scored file."""
+    stream = io.StringIO()
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(_summary_header(n_classes))
+    stems = [os.path.splitext(relative)[0] for relative in files]
+    writer.writerows(rows[stem] for stem in stems if stem in rows)
+    write_atomically(path, stream.getvalue())
+
+
+def submit_main(argv=None):
+    """``rfcx-submit``: a Kaggle submission from the recordings of a test folder."""
+    parser = argparse.ArgumentParser(
+        prog="rfcx-submit",
+        description="Score every recording of a test folder and write a Kaggle "
+        "submission (recording_id,s0..s23).",
+    )
+    parser.add_argument("--test-folder", required=True)
+    parser.add_argument("--sample-submission", metavar="CSV", help="row order")
+    parser.add_argument("--out", required=True, help="submission CSV")
+    parser.add_argument("--priors", metavar="CSV", help="species_id,prior")
+    parser.add_argument("--prior-strength", type=float, default=1.0)
+    _add_model_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        if not os.path.isdir(args.test_folder):
+            raise ValueError(f"--test-folder {args.test_folder} is not a folder")
+        files = find_audio_files(args.test_folder)
+        if not files:
+            raise ValueError(f"--test-folder {args.test_folder} holds no audio files")
+        check_unique_stems([os.path.basename(relative) for relative in files])
+        detectors = _load_detectors(args)
+        n_classes = int(detectors[0].hparams.n_classes)
+        priors = read_priors(args.priors, n_classes) if args.priors else None
+        options = _detect_options(args)
+    except (ValueError, FileNotFoundError) as e:
+        parser.error(str(e))
+    ids, scores = [], []
+    for relative in tqdm(files, desc="rfcx-submit", unit="file", file=sys.stderr):
+        path = os.path.join(args.test_folder, relative)
+        try:
+            result = ensemble_detect_file(detectors, path, **options)
+        except AudioError as e:
+            print(f"rfcx-submit: {e}; no submission written", file=sys.stderr)
+            return EXIT_FAILURES
+        ids.append(os.path.splitext(os.path.basename(relative))[0])
+        scores.append(result["clip_probs"])
+    scores = np.stack(scores)
+    if priors is not None:
+        scores = rescale_to_priors(scores, priors, strength=args.prior_strength)
+    try:
+        write_submission(args.out, ids, scores, args.sample_submission)
+    except ValueError as e:
+        print(f"rfcx-submit: {e}; no submission written", file=sys.stderr)
+        return EXIT_FAILURES
+    print(f"rfcx-submit: wrote {args.out} ({len(ids)} recordings)", file=sys.stderr)
+    return 0
+
+
+def _exit(main):
+    def run():
+        sys.exit(main())
+
+    return run
+
+
+detect = _exit(detect_main)
+submit = _exit(submit_main)

@@ -1,0 +1,403 @@
+"""SpeciesDetector: a trained SED model ready to score recordings, offline.
+
+A detector loads from either
+
+* a **training fold folder** (``<output_root>/<experiment>/<seed>/fold<K>/``):
+  the model block of its ``hyperparams.yaml`` (saved resolved by SpeechBrain,
+  command-line overrides applied) is built, and the weights of the checkpoint
+  with the best validation lwlrap are loaded; windows default to the
+  validation windows of training; species bands come from the ``train_tp.csv``
+  of the data folder the fold was trained on, when it is still there;
+* an **exported folder** (:meth:`SpeciesDetector.export`): ``detector.yaml``
+  (the model block and the inference settings, bands included) and
+  ``model.ckpt`` (the state dict), nothing else needed.
+
+Audio is read with :func:`~speechbrain_rfcx.data.audio.read_segment` at the
+model's own rate (mono, resampled), not with ``Pretrained.load_audio``, which
+would resample to 16 kHz.
+"""
+
+import io
+import json
+import os
+
+import torch
+from hyperpyyaml import load_hyperpyyaml
+from ruamel.yaml import YAML
+from speechbrain.inference.interfaces import Pretrained
+from speechbrain.utils.checkpoints import Checkpointer
+
+from speechbrain_rfcx._io import write_atomically
+from speechbrain_rfcx.data.annotations import read_rfcx_csv
+from speechbrain_rfcx.detections import species_bands
+from speechbrain_rfcx.experiment import DATA_SOURCE_FILE
+from speechbrain_rfcx.inference import average_results, score_file
+
+EXPORT_YAML = "detector.yaml"
+EXPORT_WEIGHTS = "model.ckpt"
+TRAINING_YAML = "hyperparams.yaml"
+
+
+class ModelFolderError(ValueError):
+    """A model folder is missing, incomplete or not a detector folder."""
+
+
+def _yaml_text(document):
+    stream = io.StringIO()
+    YAML().dump(document, stream)
+    return stream.getvalue()
+
+
+def _model_node(document, path):
+    """The ``model`` block of a resolved yaml, without local pretrained paths."""
+    node = document.get("model")
+    tag = getattr(getattr(node, "tag", None), "value", None)
+    if not str(tag).startswith("!new:"):
+        raise ModelFolderError(f"{path}: no 'model: !new:...' block")
+    if isinstance(node, dict) and "pretrained_path" in node:
+        node["pretrained_path"] = None  # the checkpoint holds every weight
+    return node
+
+
+def _training_bands(fold_folder, document, n_classes):
+    """Species bands of the training TP boxes, or None when the data is gone."""
+    record = os.path.join(
+        os.path.dirname(os.path.abspath(fold_folder)), DATA_SOURCE_FILE
+    )
+    data_folder = document.get("data_folder")
+    if os.path.isfile(record):
+        with open(record, encoding="utf-8") as f:
+            data_folder = json.load(f).get("data_folder")
+    tp_csv = os.path.join(str(data_folder), "train_tp.csv") if data_folder else None
+    if tp_csv is None or not os.path.isfile(tp_csv):
+        return None
+    return species_bands(read_rfcx_csv(tp_csv, n_classes))
+
+
+class SpeciesDetector(Pretrained):
+    """Scores recordings with a trained SED model (SpeechBrain ``Pretrained``).
+
+    The ``Pretrained`` base provides device placement, ``eval()`` and frozen
+    parameters, run options and the inference precision context. Its
+    ``from_hparams`` is replaced: a training folder's yaml builds a whole
+    training setup (loggers, checkpointer, seeds) and has no ``pretrainer``,
+    so this class builds only the model block and loads the weights itself.
+
+    Arguments
+    ---------
+    modules : dict
+        ``{"model": module}`` keeping the model contract.
+    hparams : dict
+        ``sample_rate``, ``window`` and ``hop`` (seconds), ``n_classes``;
+        optional ``species_bands`` (``{species: [f_min, f_max]}``),
+        ``class_names`` and ``model_yaml`` (the model block, for export).
+    run_opts : dict, optional
+        SpeechBrain run options, e.g. ``{"device": "cpu"}``.
+
+    Example
+    -------
+    >>> class Loudness(torch.nn.Module):
+    ...     def forward(self, wavs, lens):
+    ...         frames = wavs.reshape(wavs.shape[0], 4, -1).abs().amax(2, keepdim=True)
+    ...         return {"clip_logits": frames.amax(1), "frame_logits": frames}
+    >>> detector = SpeciesDetector(
+    ...     modules={"model": Loudness()},
+    ...     hparams={"sample_rate": 100, "window": 4.0, "hop": 2.0, "n_classes": 1},
+    ...     run_opts={"device": "cpu"})
+    >>> out = detector.detect_batch(torch.zeros(2, 400))
+    >>> out["clip_probs"].shape, out["frame_probs"].shape
+    (torch.Size([2, 1]), torch.Size([2, 4, 1]))
+    """
+
+    HPARAMS_NEEDED = ["sample_rate", "window", "hop", "n_classes"]
+    MODULES_NEEDED = ["model"]
+
+    def __init__(self, modules=None, hparams=None, run_opts=None, freeze_params=True):
+        hparams = dict(hparams or {})
+        for name in ("window", "hop"):
+            value = hparams.get(name)
+            if value is not None and not float(value) > 0:
+                raise ValueError(f"{name} must be a positive number of seconds")
+        super().__init__(modules, hparams, run_opts, freeze_params)
+        self.hparams.species_bands = self._check_bands(
+            getattr(self.hparams, "species_bands", None)
+        )
+
+    @staticmethod
+    def _check_bands(bands):
+        if bands is None:
+            return None
+        checked = {}
+        for species, band in bands.items():
+            low, high = (float(v) for v in band)
+            if not 0 <= low <= high:
+                raise ValueError(f"species_bands[{species}] = {band!r} is not a band")
+            checked[int(species)] = (low, high)
+        return checked
+
+    # --- loading and export -------------------------------------------------
+
+    @classmethod
+    def from_hparams(cls, source, savedir=None, run_opts=None, **kwargs):
+        """Load a detector from a training fold folder or an exported folder.
+
+        Arguments
+        ---------
+        source : str
+            A fold folder (``hyperparams.yaml`` + ``save/CKPT+*``) or a
+            folder written by :meth:`export` (``detector.yaml``).
+        savedir : str, optional
+            When given, the loaded detector is also exported there (a
+            self-contained copy for use elsewhere).
+        run_opts : dict, optional
+            SpeechBrain run options, e.g. ``{"device": "cuda:0"}``.
+        **kwargs
+            Passed to the constructor (e.g. ``freeze_params``).
+
+        Returns
+        -------
+        SpeciesDetector
+            In eval mode.
+
+        Example
+        -------
+        >>> SpeciesDetector.from_hparams("/no/such/folder")
+        Traceback (most recent call last):
+        ...
+        speechbrain_rfcx.interface.ModelFolderError: /no/such/folder holds neither detector.yaml (an exported detector) nor hyperparams.yaml (a training fold folder)
+        """
+        source = str(source)
+        if os.path.isfile(os.path.join(source, EXPORT_YAML)):
+            detector = cls._from_export(source, run_opts, **kwargs)
+        elif os.path.isfile(os.path.join(source, TRAINING_YAML)):
+            detector = cls._from_training(source, run_opts, **kwargs)
+        else:
+            raise ModelFolderError(
+                f"{source} holds neither {EXPORT_YAML} (an exported detector) nor "
+                f"{TRAINING_YAML} (a training fold folder)"
+            )
+        if savedir is not None:
+            detector.export(savedir)
+        return detector
+
+    @classmethod
+    def _from_export(cls, source, run_opts, **kwargs):
+        path = os.path.join(source, EXPORT_YAML)
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        hparams = load_hyperpyyaml(text)
+        document = YAML().load(text)
+        hparams["model_yaml"] = _yaml_text({"model": _model_node(document, path)})
+        weights = os.path.join(source, EXPORT_WEIGHTS)
+        if not os.path.isfile(weights):
+            raise ModelFolderError(f"{source}: {EXPORT_WEIGHTS} is missing")
+        model = hparams.pop("model")
+        model.load_state_dict(torch.load(weights, map_location="cpu"))
+        return cls(
+            modules={"model": model}, hparams=hparams, run_opts=run_opts, **kwargs
+        )
+
+    @classmethod
+    def _from_training(cls, source, run_opts, **kwargs):
+        path = os.path.join(source, TRAINING_YAML)
+        with open(path, encoding="utf-8") as f:
+            document = YAML().load(f)
+        model_yaml = _yaml_text({"model": _model_node(document, path)})
+        model = load_hyperpyyaml(model_yaml)["model"]
+        checkpointer = Checkpointer(
+            os.path.join(source, "save"), recoverables={"model": model}
+        )
+        if checkpointer.recover_if_possible(max_key="lwlrap") is None:
+            raise ModelFolderError(
+                f"{source}/save holds no checkpoint with a validation lwlrap"
+            )
+        for key in ("sample_rate", "n_classes"):
+            if key not in document:
+                raise ModelFolderError(f"{path}: no {key!r}")
+        window = document.get("valid_window", document.get("crop_seconds"))
+        if window is None:
+            raise ModelFolderError(f"{path}: neither 'valid_window' nor 'crop_seconds'")
+        hparams = {
+            "sample_rate": int(document["sample_rate"]),
+            "n_classes": int(document["n_classes"]),
+            "window": float(window),
+            "hop": float(document.get("valid_hop", float(window) / 2)),
+            "class_names": document.get("class_names"),
+            "species_bands": _training_bands(source, document, document["n_classes"]),
+            "model_yaml": model_yaml,
+        }
+        return cls(
+            modules={"model": model}, hparams=hparams, run_opts=run_opts, **kwargs
+        )
+
+    def export(self, folder):
+        """Write a self-contained detector folder: ``detector.yaml`` + ``model.ckpt``.
+
+        Arguments
+        ---------
+        folder : str
+            Created if needed; existing files of the same names are replaced
+            atomically.
+
+        Returns
+        -------
+        str
+            ``folder``.
+        """
+        model_yaml = getattr(self.hparams, "model_yaml", None)
+        if model_yaml is None:
+            raise ModelFolderError(
+                "this detector was not built from a model yaml block, so it "
+                "cannot be exported (load it with from_hparams)"
+            )
+        document = YAML().load(model_yaml)
+        bands = self.hparams.species_bands
+        class_names = getattr(self.hparams, "class_names", None)
+        document.update(
+            {
+                "sample_rate": int(self.hparams.sample_rate),
+                "n_classes": int(self.hparams.n_classes),
+                "window": float(self.hparams.window),
+                "hop": float(self.hparams.hop),
+                "class_names": list(class_names) if class_names else None,
+                "species_bands": (
+                    {int(s): [float(lo), float(hi)] for s, (lo, hi) in bands.items()}
+                    if bands
+                    else None
+                ),
+            }
+        )
+        os.makedirs(folder, exist_ok=True)
+        weights = io.BytesIO()
+        state = {k: v.detach().cpu() for k, v in self.mods.model.state_dict().items()}
+        torch.save(state, weights)
+        write_atomically(os.path.join(folder, EXPORT_WEIGHTS), weights.getvalue())
+        write_atomically(os.path.join(folder, EXPORT_YAML), _yaml_text(document))
+        return folder
+
+    # --- properties ---------------------------------------------------------
+
+    @property
+    def sample_rate(self):
+        """The model's sample rate in Hz."""
+        return int(self.hparams.sample_rate)
+
+    @property
+    def species_bands(self):
+        """``{species_id: (f_min, f_max)}`` from the training boxes, or None."""
+        return self.hparams.species_bands
+
+    @property
+    def class_names(self):
+        """Species names (list) or None (``s<id>``)."""
+        return getattr(self.hparams, "class_names", None)
+
+    # --- inference ----------------------------------------------------------
+
+    def detect_batch(self, wavs, lens=None):
+        """Probabilities of a batch of windows at the model's rate.
+
+        Arguments
+        ---------
+        wavs : torch.Tensor
+            ``(B, samples)`` audio at :attr:`sample_rate`.
+        lens : torch.Tensor, optional
+            ``(B,)`` relative lengths (default: all 1).
+
+        Returns
+        -------
+        dict
+            ``clip_probs`` (B, C) and ``frame_probs`` (B, T', C).
+        """
+        wavs = torch.as_tensor(wavs, dtype=torch.float32)
+        if wavs.dim() != 2:
+            raise ValueError(
+                f"wavs must have shape (B, samples), got {tuple(wavs.shape)}"
+            )
+        if lens is None:
+            lens = torch.ones(wavs.shape[0])
+        with torch.no_grad(), self.inference_ctx:
+            out = self.mods.model(
+                wavs.to(self.device), torch.as_tensor(lens).to(self.device)
+            )
+        return {
+            "clip_probs": torch.sigmoid(out["clip_logits"].float()),
+            "frame_probs": torch.sigmoid(out["frame_logits"].float()),
+        }
+
+    def forward(self, wavs, lens=None):
+        """Same as :meth:`detect_batch` (``Pretrained`` convention)."""
+        return self.detect_batch(wavs, lens)
+
+    def detect_file(self, path, window=None, hop=None, tta=(), batch_size=16):
+        """Clip and framewise probabilities of one audio file of any length.
+
+        The file is streamed in chunks of ``batch_size`` windows (see
+        :func:`speechbrain_rfcx.inference.score_file`).
+
+        Arguments
+        ---------
+        path : str
+            Audio file soundfile reads (downmixed, resampled to the model's rate).
+        window, hop : float, optional
+            Seconds; default: the training validation windows.
+        tta : sequence
+            ``"shift"`` and/or speeds such as ``0.9``, ``1.1``.
+        batch_size : int
+            Windows per forward pass.
+
+        Returns
+        -------
+        dict
+            ``clip_probs`` (C,), ``frame_probs`` (T, C), ``frame_times`` (T,)
+            frame centres in seconds, ``duration`` in seconds.
+        """
+        window = float(self.hparams.window if window is None else window)
+        hop = float(self.hparams.hop if hop is None else hop)
+        with self.inference_ctx:
+            return score_file(
+                self.mods.model,
+                str(path),
+                self.sample_rate,
+                window,
+                hop,
+                tta=tta,
+                batch_size=batch_size,
+                device=self.device,
+            )
+
+
+def ensemble_detect_file(detectors, path, **kwargs):
+    """Average the :meth:`SpeciesDetector.detect_file` results of several models.
+
+    Clip probabilities and framewise probabilities are averaged (frames on the
+    first detector's frame grid, see
+    :func:`speechbrain_rfcx.inference.average_results`).
+
+    Arguments
+    ---------
+    detectors : list of SpeciesDetector
+        E.g. one per cross-validation fold; they must have the same classes.
+    path : str
+        Audio file.
+    **kwargs
+        ``window``, ``hop``, ``tta``, ``batch_size`` of ``detect_file``.
+
+    Returns
+    -------
+    dict
+        As ``detect_file``.
+
+    Example
+    -------
+    >>> ensemble_detect_file([], "a.wav")
+    Traceback (most recent call last):
+    ...
+    ValueError: detectors is empty: give at least one model
+    """
+    if not detectors:
+        raise ValueError("detectors is empty: give at least one model")
+    classes = {int(d.hparams.n_classes) for d in detectors}
+    if len(classes) > 1:
+        raise ValueError(f"detectors disagree on n_classes: {sorted(classes)}")
+    return average_results([d.detect_file(path, **kwargs) for d in detectors])

@@ -1,0 +1,220 @@
+"""rfcx-detect and rfcx-submit end to end, with an exported stand-in model."""
+
+import os
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+import speechbrain_rfcx.cli as cli
+from speechbrain_rfcx.detections import read_audacity_labels, read_raven_table
+from speechbrain_rfcx.interface import SpeciesDetector
+
+RATE = 1000
+FREQS = (100.0, 200.0)  # class c <-> a tone at FREQS[c]
+BANDS = {0: (80.0, 120.0), 1: (180.0, 230.0)}
+
+
+class TwoTones(torch.nn.Module):
+    """Frame logit of class c: 20 * (amplitude of its tone in a 0.1 s frame - 0.4)."""
+
+    def forward(self, wavs, lens=None):
+        frames = wavs[:, : wavs.shape[1] // 100 * 100].reshape(wavs.shape[0], -1, 100)
+        amplitude = torch.fft.rfft(frames).abs()[..., [10, 20]] * 2 / 100
+        logits = 20.0 * (amplitude - 0.4)
+        return {"clip_logits": logits.amax(1), "frame_logits": logits}
+
+
+@pytest.fixture
+def model_dir(tmp_path, monkeypatch):
+    """An exported detector folder of the stand-in (window 2 s, hop 1 s)."""
+    module = types.ModuleType("rfcx_cli_standin")
+    module.TwoTones = TwoTones
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    detector = SpeciesDetector(
+        modules={"model": TwoTones()},
+        hparams={
+            "sample_rate": RATE,
+            "window": 2.0,
+            "hop": 1.0,
+            "n_classes": 2,
+            "species_bands": BANDS,
+            "model_yaml": "model: !new:rfcx_cli_standin.TwoTones\n",
+        },
+        run_opts={"device": "cpu"},
+    )
+    return detector.export(str(tmp_path / "model"))
+
+
+def write_tones(path, duration, events):
+    t = np.arange(int(round(duration * RATE))) / RATE
+    wav = np.zeros_like(t)
+    for species, t0, t1 in events:
+        inside = (t >= t0 - 1e-9) & (t < t1 - 1e-9)
+        wav += inside * 0.8 * np.sin(2 * np.pi * FREQS[species] * t)
+    sf.write(path, wav.astype("float32"), RATE, subtype="FLOAT")
+
+
+PLANTED = {
+    "a.wav": [(0, 1.0, 2.5)],
+    os.path.join("site", "b.wav"): [(1, 3.0, 4.0), (0, 0.5, 0.8)],
+}
+
+
+@pytest.fixture
+def audio_dir(tmp_path):
+    folder = tmp_path / "audio"
+    (folder / "site").mkdir(parents=True)
+    for name, events in PLANTED.items():
+        write_tones(folder / name, 5.0, events)
+    (folder / "site" / "broken.flac").write_bytes(b"not audio at all")
+    (folder / "notes.txt").write_text("ignored")
+    return folder
+
+
+def _detect(capsys, *args):
+    status = cli.detect_main([str(a) for a in args])
+    return status, capsys.readouterr().err
+
+
+def test_detect_folder_end_to_end(audio_dir, model_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    status, err = _detect(
+        capsys, audio_dir, "--model", model_dir, "--out", out,
+        "--format", "raven,csv", "--format", "audacity",
+    )  # fmt: skip
+    assert status == 2
+    assert "broken.flac" in err and "1 of 3 file(s) could not be read" in err
+    assert not list(out.rglob("broken*"))
+    for name, events in PLANTED.items():
+        stem = os.path.splitext(name)[0]
+        expected = sorted(
+            (t0, s, t1, *BANDS[s]) for s, t0, t1 in events
+        )  # sorted by start time, as the tables are
+        raven = read_raven_table(out / f"{stem}.Table.1.selections.txt")
+        got = [(d.t_min, d.species_id, d.t_max, d.f_min, d.f_max) for d in raven]
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        labels = read_audacity_labels(out / f"{stem}.labels.txt")
+        assert [d.species_id for d in labels] == [e[1] for e in expected]
+        table = pd.read_csv(out / f"{stem}.detections.csv")
+        assert list(table["t_min"]) == pytest.approx([e[0] for e in expected])
+    summary = pd.read_csv(out / "clip_scores.csv")
+    assert list(summary.columns) == ["recording_id", "s0", "s1"]
+    assert list(summary["recording_id"]) == ["a", os.path.join("site", "b")]
+    scores = summary[["s0", "s1"]].to_numpy()
+    assert scores[0, 0] > 0.99 and scores[0, 1] < 0.01  # a: species 0 only
+    assert (scores[1] > 0.99).all()  # b: both
+
+
+def test_rerun_skips_finished_files(
+    audio_dir, model_dir, tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "out"
+    _detect(capsys, audio_dir, "--model", model_dir, "--out", out)
+    table = out / "a.Table.1.selections.txt"
+    before = table.stat().st_mtime_ns
+    scored = []
+    real = cli.ensemble_detect_file
+
+    def counting(detectors, path, **kwargs):
+        scored.append(os.path.basename(path))
+        return real(detectors, path, **kwargs)
+
+    monkeypatch.setattr(cli, "ensemble_detect_file", counting)
+    status, err = _detect(capsys, audio_dir, "--model", model_dir, "--out", out)
+    assert status == 2 and scored == ["broken.flac"]
+    assert "2 file(s) already done" in err
+    assert table.stat().st_mtime_ns == before
+    # an interrupted run: one table missing -> only that file is scored again
+    table.unlink()
+    (audio_dir / "site" / "broken.flac").unlink()
+    scored.clear()
+    status, _ = _detect(capsys, audio_dir, "--model", model_dir, "--out", out)
+    assert status == 0 and scored == ["a.wav"] and table.is_file()
+    assert len(pd.read_csv(out / "clip_scores.csv")) == 2
+
+
+@pytest.mark.filterwarnings("ignore:At least one mel filterbank")  # 1 kHz audio
+def test_thresholds_file_ensemble_and_plot(tmp_path, model_dir, capsys):
+    audio = tmp_path / "one.wav"
+    write_tones(audio, 4.0, [(0, 1.0, 2.0), (1, 2.0, 3.0)])
+    thresholds = tmp_path / "thresholds.csv"
+    thresholds.write_text("species_id,threshold\n0,0.99999\n")
+    out = tmp_path / "out"
+    status, _ = _detect(
+        capsys, audio, "--model", model_dir, model_dir, "--out", out,
+        "--thresholds", thresholds, "--threshold", "0.5", "--plot",
+        "--tta", "shift",
+    )  # fmt: skip
+    assert status == 0
+    # species 0 peaks at sigmoid(8) = 0.99966 < 0.99999: only species 1 is left
+    detections = read_raven_table(out / "one.Table.1.selections.txt")
+    assert [(d.species_id, d.t_min, d.t_max) for d in detections] == [
+        (1, pytest.approx(2.0), pytest.approx(3.0))
+    ]
+    assert (out / "one.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_detect_rejects_bad_arguments(tmp_path, model_dir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.detect_main([str(tmp_path), "--model", model_dir, "--out", "o",
+                         "--format", "excel"])  # fmt: skip
+    assert exit_info.value.code == 2
+    assert "--format 'excel'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.detect_main([str(tmp_path / "missing"), "--model", model_dir, "--out", "o"])
+    assert "neither a file nor a folder" in capsys.readouterr().err
+
+
+def test_submit_follows_sample_submission(tmp_path, model_dir, capsys):
+    test = tmp_path / "test"
+    test.mkdir()
+    for name, events in {"r1": [(0, 1, 2)], "r2": [(1, 2, 3)], "r3": []}.items():
+        write_tones(test / f"{name}.wav", 3.0, events)
+    sample = tmp_path / "sample_submission.csv"
+    sample.write_text("recording_id,s0,s1\nr3,0,0\nr1,0,0\nr2,0,0\n")
+    out = tmp_path / "submission.csv"
+    args = ["--model", model_dir, "--test-folder", test, "--out", out]
+    status = cli.submit_main([str(a) for a in args + ["--sample-submission", sample]])
+    assert status == 0
+    submission = pd.read_csv(out)
+    assert list(submission.columns) == ["recording_id", "s0", "s1"]
+    assert list(submission["recording_id"]) == ["r3", "r1", "r2"]
+    detector = SpeciesDetector.from_hparams(model_dir)
+    for row in submission.itertuples(index=False):
+        expected = detector.detect_file(test / f"{row.recording_id}.wav")["clip_probs"]
+        assert [row.s0, row.s1] == pytest.approx(expected.tolist(), abs=1e-9)
+
+    priors = tmp_path / "priors.csv"
+    priors.write_text("species_id,prior\n0,0.2\n1,0.5\n")
+    status = cli.submit_main([str(a) for a in args + ["--priors", priors]])
+    assert status == 0
+    rescaled = pd.read_csv(out)
+    assert list(rescaled["recording_id"]) == ["r1", "r2", "r3"]  # file order
+    means = rescaled[["s0", "s1"]].mean().to_numpy()
+    np.testing.assert_allclose(means, [0.2, 0.5], atol=1e-6)
+
+    (test / "r4.flac").write_bytes(b"broken")
+    status = cli.submit_main([str(a) for a in args])
+    assert status == 2 and "no submission written" in capsys.readouterr().err
+
+
+def test_unknown_bands_get_the_full_band_and_bad_tta_is_named(
+    tmp_path, model_dir, capsys
+):
+    detector = SpeciesDetector.from_hparams(model_dir)
+    detector.hparams.species_bands = None
+    bandless = detector.export(str(tmp_path / "bandless"))
+    audio = tmp_path / "one.wav"
+    write_tones(audio, 3.0, [(1, 1.0, 2.0)])
+    status, _ = _detect(capsys, audio, "--model", bandless, "--out", tmp_path / "o")
+    assert status == 0
+    (detection,) = read_raven_table(tmp_path / "o" / "one.Table.1.selections.txt")
+    assert (detection.f_min, detection.f_max) == (0.0, RATE / 2)
+    with pytest.raises(SystemExit):
+        cli.detect_main([str(audio), "--model", bandless, "--out", "o", "--tta", "rev"])
+    assert "tta item 'rev'" in capsys.readouterr().err
