@@ -16,11 +16,24 @@ $(STAMP): setup.py constraints.txt
 	touch $(STAMP)
 
 # The small CPU recipe end to end on the built-in synthetic data: generate
-# the dataset, prepare manifests and folds (summary printed), train one fold,
-# print the validation and test lwlrap.
+# the dataset, prepare manifests and folds (summary printed), train one fold
+# (validation and test lwlrap printed), then score the synthetic test set:
+# a Kaggle submission, Raven / Audacity / CSV tables, and one plot.
+FOLD := $(DEMO_DIR)/small_cpu/1/fold0
+TEST_AUDIO := $(DEMO_DIR)/synthetic_rfcx/test
 demo: venv
 	cd recipes/RFCX && ../../$(BIN)/python train.py hparams/small_cpu.yaml \
 		--output_root=../../$(DEMO_DIR)
+	$(BIN)/rfcx-submit --model $(FOLD) --test-folder $(TEST_AUDIO) \
+		--sample-submission $(DEMO_DIR)/synthetic_rfcx/sample_submission.csv \
+		--out $(DEMO_DIR)/submission.csv
+	$(BIN)/rfcx-detect $(TEST_AUDIO) --model $(FOLD) --out $(DEMO_DIR)/detections \
+		--format raven,audacity,csv --threshold 0.3 --min-duration 0.2 --merge-gap 0.3
+	$(BIN)/rfcx-detect $$(ls $(TEST_AUDIO)/*.flac | head -n 1) --model $(FOLD) \
+		--out $(DEMO_DIR)/plot --threshold 0.3 --min-duration 0.2 --plot
+	@echo "demo outputs: model $(FOLD) (train_log.txt, test_lwlrap.txt),"
+	@echo "  submission $(DEMO_DIR)/submission.csv, tables $(DEMO_DIR)/detections/,"
+	@echo "  plot $$(ls $(DEMO_DIR)/plot/*.png)"
 
 test: venv
 	$(BIN)/python -m pytest -q
