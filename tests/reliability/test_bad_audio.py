@@ -138,7 +138,16 @@ def test_a_recording_shorter_than_the_crop_is_zero_padded(tmp_path):
     assert crop["crop_start"] == 0.0
     assert crop["signal"].shape == (16000,)
     assert crop["signal"][4000:].abs().max() == 0
-    assert crop["frame_target"][:, 0].tolist() == [1, 1, 0, 0, 0, 0, 0, 0]  # 0.25 s frames
+    assert crop["frame_target"][:, 0].tolist() == [
+        1,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ]  # 0.25 s frames
 
 
 def test_silence_is_valid_audio(tmp_path):
