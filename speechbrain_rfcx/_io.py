@@ -31,3 +31,24 @@ def write_atomically(path, data):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def remove_stale_temporaries(folder):
+    """Delete temporary files that a killed :func:`write_atomically` left behind.
+
+    Returns the number removed. Only our own ``.tmp-*.part`` names are touched.
+
+    Example
+    -------
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = open(os.path.join(folder, ".tmp-abc.part"), "w").write("half")
+    >>> remove_stale_temporaries(folder)
+    1
+    """
+    removed = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            if name.startswith(".tmp-") and name.endswith(".part"):
+                os.remove(os.path.join(root, name))
+                removed += 1
+    return removed

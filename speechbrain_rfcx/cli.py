@@ -10,7 +10,9 @@ the extension). Every table is written atomically; a file
 whose tables all exist and that has a row in ``clip_scores.csv`` is skipped on
 a rerun, so an interrupted folder resumes where it stopped. Unreadable files
 are reported on stderr and skipped; the exit status is 0 when every file was
-scored, 2 otherwise.
+scored, 2 otherwise. An input folder holding no audio files, an output
+folder that cannot be created or a model folder that cannot be loaded stop
+both commands before any scoring (usage error, exit status 2).
 
 ``rfcx-submit --model DIR --test-folder DIR --out submission.csv`` writes a
 Kaggle submission (one row per test recording, in ``sample_submission.csv``
@@ -28,7 +30,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from speechbrain_rfcx._io import write_atomically
+from speechbrain_rfcx._io import remove_stale_temporaries, write_atomically
 from speechbrain_rfcx.data.audio import AudioError
 from speechbrain_rfcx.detections import (
     frames_to_detections,
@@ -188,6 +190,27 @@ def read_priors(path, n_classes):
     return table.sort_values("species_id")["prior"].to_numpy(dtype=float)
 
 
+def make_output_folder(folder, option):
+    """Create ``folder`` (and its parents) or raise a ValueError naming it.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> blocker = os.path.join(tempfile.mkdtemp(), "a_file")
+    >>> open(blocker, "w").close()
+    >>> make_output_folder(os.path.join(blocker, "out"), "--out")
+    Traceback (most recent call last):
+    ...
+    ValueError: --out .../a_file/out: cannot create this folder (Not a directory)
+    """
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise ValueError(
+            f"{option} {folder}: cannot create this folder ({e.strerror or e})"
+        ) from e
+
+
 def _add_model_arguments(parser):
     parser.add_argument(
         "--model",
@@ -307,7 +330,11 @@ def detect_main(argv=None):
         if not 0.0 <= args.threshold <= 1.0:
             raise ValueError(f"--threshold must lie in [0, 1], got {args.threshold}")
         files = find_audio_files(args.input)
+        if not files:
+            raise ValueError(f"input {args.input} holds no audio files")
         check_unique_stems(files)
+        make_output_folder(args.out, "--out")
+        remove_stale_temporaries(args.out)  # left by a run killed mid-write
         detectors = _load_detectors(args)
         n_classes = int(detectors[0].hparams.n_classes)
         threshold = args.threshold
@@ -356,9 +383,13 @@ def run_detection(args, files, detectors, formats, threshold, options):
                 tqdm.write(f"rfcx-detect: skipped {path}: {e}", file=sys.stderr)
                 failures.append(relative)
                 continue
+            timing = {"frame_times": result["frame_times"]}
+            if len(result["frame_times"]) == 1:  # a tiny file: one frame spans it
+                duration = result["duration"]
+                timing = {"frame_hop": duration, "frame_offset": duration / 2}
             detections = frames_to_detections(
                 result["frame_probs"],
-                result["frame_times"],
+                **timing,
                 threshold=threshold,
                 min_duration=args.min_duration,
                 merge_gap=args.merge_gap,
@@ -446,6 +477,9 @@ def submit_main(argv=None):
         if not files:
             raise ValueError(f"--test-folder {args.test_folder} holds no audio files")
         check_unique_stems([os.path.basename(relative) for relative in files])
+        if os.path.isdir(args.out):
+            raise ValueError(f"--out {args.out} is a folder, not a CSV file name")
+        make_output_folder(os.path.dirname(os.path.abspath(args.out)), "--out")
         detectors = _load_detectors(args)
         n_classes = int(detectors[0].hparams.n_classes)
         priors = read_priors(args.priors, n_classes) if args.priors else None
@@ -467,7 +501,7 @@ def submit_main(argv=None):
         scores = rescale_to_priors(scores, priors, strength=args.prior_strength)
     try:
         write_submission(args.out, ids, scores, args.sample_submission)
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         print(f"rfcx-submit: {e}; no submission written", file=sys.stderr)
         return EXIT_FAILURES
     print(f"rfcx-submit: wrote {args.out} ({len(ids)} recordings)", file=sys.stderr)

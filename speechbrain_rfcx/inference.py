@@ -368,10 +368,13 @@ def score_file(
         if clip_max is not None:
             clip_per_variant.append(clip_max)
     frame_probs = sums / np.maximum(counts, 1)[:, None]
+    frame_times = (np.arange(len(counts)) + 0.5) * frame_seconds
+    if len(counts) == 1:  # a recording shorter than half a frame: its middle
+        frame_times = np.minimum(frame_times, duration / 2)
     return {
         "clip_probs": torch.stack(clip_per_variant).mean(0).double().numpy(),
         "frame_probs": frame_probs,
-        "frame_times": (np.arange(len(counts)) + 0.5) * frame_seconds,
+        "frame_times": frame_times,
         "duration": duration,
     }
 

@@ -24,6 +24,7 @@ import os
 import torch
 from hyperpyyaml import load_hyperpyyaml
 from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 from speechbrain.inference.interfaces import Pretrained
 from speechbrain.utils.checkpoints import Checkpointer
 
@@ -185,14 +186,28 @@ class SpeciesDetector(Pretrained):
         path = os.path.join(source, EXPORT_YAML)
         with open(path, encoding="utf-8") as f:
             text = f.read()
-        hparams = load_hyperpyyaml(text)
-        document = YAML().load(text)
-        hparams["model_yaml"] = _yaml_text({"model": _model_node(document, path)})
+        try:
+            document = YAML().load(text)
+        except YAMLError as e:
+            raise ModelFolderError(f"{path}: not valid YAML ({e})") from e
+        if not isinstance(document, dict):
+            raise ModelFolderError(f"{path}: not a detector description (empty?)")
+        model_node = _model_node(document, path)
+        for key in cls.HPARAMS_NEEDED:
+            if key not in document:
+                raise ModelFolderError(f"{path}: no {key!r}")
         weights = os.path.join(source, EXPORT_WEIGHTS)
         if not os.path.isfile(weights):
             raise ModelFolderError(f"{source}: {EXPORT_WEIGHTS} is missing")
+        hparams = load_hyperpyyaml(text)
+        hparams["model_yaml"] = _yaml_text({"model": model_node})
         model = hparams.pop("model")
-        model.load_state_dict(torch.load(weights, map_location="cpu"))
+        try:
+            model.load_state_dict(torch.load(weights, map_location="cpu"))
+        except Exception as e:  # torch raises many types on a corrupt or foreign file
+            raise ModelFolderError(
+                f"{weights}: cannot load the model weights ({type(e).__name__}: {e})"
+            ) from e
         return cls(
             modules={"model": model}, hparams=hparams, run_opts=run_opts, **kwargs
         )
