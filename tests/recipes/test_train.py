@@ -188,6 +188,29 @@ def test_other_data_in_the_same_output_folder_is_refused(tmp_path):
     assert "choose another output_root" in run.stdout + run.stderr
 
 
+def test_a_planted_bad_row_stops_training_with_its_line(tmp_path):
+    run = _run(tmp_path, number_of_epochs=1, steps_per_epoch=1)
+    assert run.returncode == 0, run.stderr[-3000:]
+    data = tmp_path / "bad_data"
+    shutil.copytree(tmp_path / "synthetic_rfcx", data)
+    lines = (data / "train_tp.csv").read_text().splitlines()
+    fields = lines[3].split(",")
+    fields[1] = "31"  # species id out of range, on line 4
+    lines[3] = ",".join(fields)
+    (data / "train_tp.csv").write_text("\n".join(lines) + "\n")
+    run = _run(tmp_path / "other_root", number_of_epochs=1, data_folder=data)
+    assert run.returncode != 0
+    assert (
+        "train_tp.csv line 4: species_id 31 is outside 0..23" in run.stdout + run.stderr
+    )
+    assert (
+        not (tmp_path / "other_root" / "small_cpu" / "1" / "prepared").exists()
+        or not (
+            tmp_path / "other_root" / "small_cpu" / "1" / "prepared" / "train.json"
+        ).exists()
+    )
+
+
 @pytest.mark.skipif(
     shutil.which("torchrun") is None
     and not os.path.exists(os.path.join(os.path.dirname(PYTHON), "torchrun")),
