@@ -291,3 +291,16 @@ def test_timm_pretrained_path_loads_local_weights(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="pretrained_path"):
         build("timm_sed", pretrained_path=tmp_path / "missing.pth")
+
+
+def test_channels_last_backbone_gives_the_same_outputs():
+    reference = build("timm_sed", channels_last=False).eval()
+    fast = build("timm_sed", channels_last=True).eval()
+    fast.load_state_dict(reference.state_dict())
+    conv = next(m for m in fast.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    wavs, lens, _ = batch_with_padding()
+    with torch.no_grad():
+        expected, got = reference(wavs, lens), fast(wavs, lens)
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5)
