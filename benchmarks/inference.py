@@ -25,6 +25,7 @@ from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_rfcx.cli import detect_main, submit_main
 from speechbrain_rfcx.data.synthetic import generate_rfcx_dataset
+from speechbrain_rfcx.interface import SpeciesDetector
 
 FEATURES = """    n_classes: 24
     sample_rate: 48000
@@ -47,17 +48,19 @@ MODELS = {
 
 def export_detector(name, folder, window, hop):
     """An exported detector folder for an untrained model of the recipe."""
-    text = (
-        f"model: {MODELS[name]}{FEATURES}"
-        f"sample_rate: 48000\nn_classes: 24\nwindow: {window}\nhop: {hop}\n"
-        "class_names: null\nspecies_bands: null\n"
+    model_yaml = f"model: {MODELS[name]}{FEATURES}"
+    detector = SpeciesDetector(
+        modules={"model": load_hyperpyyaml(model_yaml)["model"]},
+        hparams={
+            "sample_rate": 48000,
+            "n_classes": 24,
+            "window": window,
+            "hop": hop,
+            "model_yaml": model_yaml,
+        },
+        run_opts={"device": "cpu"},
     )
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, "detector.yaml"), "w") as f:
-        f.write(text)
-    model = load_hyperpyyaml(text)["model"]
-    torch.save(model.state_dict(), os.path.join(folder, "model.ckpt"))
-    return folder
+    return detector.export(folder)
 
 
 def main():
