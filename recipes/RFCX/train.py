@@ -106,3 +106,8 @@ def main(argv):
 
 if __name__ == "__main__":
     main(sys.argv[1:])
+    if torch.distributed.is_initialized():
+        # Ranks leave together: a rank exiting while gloo still talks to the
+        # other can abort ("terminate called without an active exception").
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
