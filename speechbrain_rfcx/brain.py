@@ -2,9 +2,11 @@
 
 Training batches are crops with clip, frame and mask targets (see
 ``speechbrain_rfcx.data.pipelines.crop_pipeline``); validation and test
-batches are whole recordings, scored by the same sliding-window code users
-run (``speechbrain_rfcx.inference.score_recordings``), so the checkpoint kept
-is the one that is best on whole recordings. Ground truth reaches nothing
+batches are whole recordings, scored by the same whole-recording code users
+run (``speechbrain_rfcx.inference.score_recordings``: one pass per recording
+for convolutional models, windows pooled on its frames; every window
+otherwise), so the checkpoint kept is the one that is best on whole
+recordings. Ground truth reaches nothing
 but the metric.
 
 Modules (``modules`` argument): ``model`` (the model contract) and ``loss``

@@ -3,8 +3,11 @@
 The same code scores the held-out fold during training and the test set or
 field recordings afterwards, so validation measures what users get.
 
-For files of any length, :func:`score_file` streams a recording in chunks of
-windows (only one chunk is ever decoded), stitches the framewise
+Frame-local models (convolutional encoders, ``SEDModel.frame_hop``) score a
+whole recording in one pass and pool the windows on its frame outputs
+(:func:`pool_windows`): no audio is computed twice. Other models run every
+window. For files of any length, :func:`score_file` streams a recording in
+chunks (only one chunk is ever decoded), stitches the framewise
 probabilities of overlapping windows (mean of the overlapping frames, at the
 model's frame rate: window seconds / T' frames), takes the max over windows
 for clip probabilities, and averages test-time augmentations (time shift,
@@ -19,6 +22,7 @@ import torch
 
 from speechbrain_rfcx.augment import change_speed
 from speechbrain_rfcx.data.audio import audio_info, read_segment
+from speechbrain_rfcx.models._base import frame_mask
 
 
 def window_starts(n_samples, window, hop):
@@ -45,6 +49,11 @@ def window_starts(n_samples, window, hop):
     return starts
 
 
+def _in_frames(samples, frame_hop):
+    """A span in samples as a whole number of frames (at least one)."""
+    return max(1, int(round(samples / frame_hop)))
+
+
 def split_windows(wav, window, hop):
     """Cut one recording ``(samples,)`` into ``(W, window)`` windows.
 
@@ -69,8 +78,13 @@ def split_windows(wav, window, hop):
 
 
 @torch.no_grad()
-def score_recordings(model, wavs, lens, window, hop, batch_size=16):
+def score_recordings(model, wavs, lens, window, hop, batch_size=16, full_pass=True):
     """Clip logits of whole recordings: the max over sliding windows.
+
+    A frame-local model (``SEDModel.frame_hop`` not None) scores each
+    recording in one pass and its windows are pooled on the frame outputs
+    (:func:`pool_windows`) when ``full_pass`` is True; other models run
+    every window.
 
     Arguments
     ---------
@@ -84,6 +98,8 @@ def score_recordings(model, wavs, lens, window, hop, batch_size=16):
         Window and hop in samples.
     batch_size : int
         Windows per forward pass.
+    full_pass : bool
+        Score frame-local models in one pass per batch of recordings.
 
     Returns
     -------
@@ -104,6 +120,26 @@ def score_recordings(model, wavs, lens, window, hop, batch_size=16):
     >>> [w.shape[0] for w in out["window_logits"]]
     [3, 2]
     """
+    frame_hop = getattr(model, "frame_hop", None) if full_pass else None
+    if frame_hop:
+        outputs = model(wavs, lens)
+        n_valid = frame_mask(lens, outputs["frame_logits"].shape[1]).sum(1)
+        attention = outputs.get("attention_logits")
+        per_recording = []
+        for b, n in enumerate(n_valid.tolist()):
+            per_recording.append(
+                pool_windows(
+                    model.head,
+                    outputs["frame_logits"][b, :n].float(),
+                    None if attention is None else attention[b, :n].float(),
+                    _in_frames(window, frame_hop),
+                    _in_frames(hop, frame_hop),
+                )
+            )
+        return {
+            "clip_logits": torch.stack([w.amax(0) for w in per_recording]),
+            "window_logits": per_recording,
+        }
     windows, window_lens, owners = [], [], []
     for b in range(wavs.shape[0]):
         n_valid = max(1, int(round(float(lens[b]) * wavs.shape[1])))
@@ -211,10 +247,9 @@ def window_outputs(model, windows, lens, speed=1.0):
     """Clip and frame probabilities of a batch of windows, optionally sped up.
 
     With ``speed != 1`` the windows are played faster or slower
-    (:func:`~speechbrain_rfcx.augment.change_speed`) and the frame
-    probabilities are mapped back to the original time axis (linear
-    interpolation); frames whose audio was cropped away (``speed < 1``) are
-    marked invalid.
+    (:func:`~speechbrain_rfcx.augment.change_speed`) and the frame outputs
+    are mapped back to the original time axis (linear interpolation); frames
+    whose audio was cropped away (``speed < 1``) are marked invalid.
 
     Arguments
     ---------
@@ -230,8 +265,10 @@ def window_outputs(model, windows, lens, speed=1.0):
     Returns
     -------
     dict
-        ``clip_probs`` (B, C), ``frame_probs`` (B, T', C) and ``frame_valid``
-        (B, T') bool.
+        ``clip_probs`` (B, C), ``frame_probs`` (B, T', C), ``frame_valid``
+        (B, T') bool, and the mapped ``frame_logits`` and
+        ``attention_logits`` (B, T', C; the latter None if the model gives
+        none).
 
     Example
     -------
@@ -246,8 +283,9 @@ def window_outputs(model, windows, lens, speed=1.0):
     if speed != 1.0:
         windows, lens, _ = change_speed(windows, lens, speed=speed)
     outputs = model(windows, lens)
-    clip = torch.sigmoid(outputs["clip_logits"].float())
-    frames = torch.sigmoid(outputs["frame_logits"].float())
+    frames = outputs["frame_logits"].float()
+    attention = outputs.get("attention_logits")
+    attention = None if attention is None else attention.float()
     n_frames = frames.shape[1]
     valid = torch.ones(frames.shape[:2], dtype=torch.bool, device=frames.device)
     if speed != 1.0:
@@ -257,9 +295,69 @@ def window_outputs(model, windows, lens, speed=1.0):
         low = position.floor().long()
         high = (low + 1).clamp(max=n_frames - 1)
         weight = (position - low).view(1, -1, 1)
-        frames = frames[:, low] * (1 - weight) + frames[:, high] * weight
+
+        def remap(x):
+            return x[:, low] * (1 - weight) + x[:, high] * weight
+
+        frames = remap(frames)
+        attention = None if attention is None else remap(attention)
         valid = valid & (centres <= n_frames).unsqueeze(0)
-    return {"clip_probs": clip, "frame_probs": frames, "frame_valid": valid}
+    return {
+        "clip_probs": torch.sigmoid(outputs["clip_logits"].float()),
+        "frame_probs": torch.sigmoid(frames),
+        "frame_valid": valid,
+        "frame_logits": frames,
+        "attention_logits": attention,
+    }
+
+
+def pool_windows(head, frame_logits, attention_logits, window, hop, valid=None):
+    """Clip logits of sliding windows pooled on one recording's frame outputs.
+
+    For a frame-local model (``SEDModel.frame_hop``) this equals running the
+    model on each window, up to the context at the window edges, at the cost
+    of one pass over the recording.
+
+    Arguments
+    ---------
+    head : speechbrain_rfcx.models.heads.AttentionSEDHead
+        The model's head (its ``pool`` is applied to every window).
+    frame_logits, attention_logits : torch.Tensor
+        ``(T, C)`` frame and attention logits (attention None if the head
+        pools without attention).
+    window, hop : int
+        Window and hop in frames (the last window ends at the last frame; a
+        recording shorter than a window is one window).
+    valid : torch.Tensor, optional
+        ``(T,)`` bool, False on frames without an estimate (windows with no
+        valid frame are dropped).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(W, C)`` clip logits, one row per window.
+
+    Example
+    -------
+    >>> from speechbrain_rfcx.models.heads import AttentionSEDHead
+    >>> head = AttentionSEDHead(4, 1, pooling="max")
+    >>> frames = torch.tensor([[0.0], [5.0], [1.0], [2.0], [3.0]])
+    >>> pool_windows(head, frames, None, window=2, hop=2).flatten().tolist()
+    [5.0, 2.0, 3.0]
+    """
+    n_frames = frame_logits.shape[0]
+    starts = torch.tensor(
+        window_starts(n_frames, window, hop), device=frame_logits.device
+    )
+    index = starts[:, None] + torch.arange(window, device=starts.device)[None, :]
+    inside = index < n_frames
+    index = index.clamp(max=n_frames - 1)
+    if valid is not None:
+        inside = inside & valid[index]
+        keep = inside.any(1)
+        index, inside = index[keep], inside[keep]
+    attention = None if attention_logits is None else attention_logits[index]
+    return head.pool(frame_logits[index], attention, inside)
 
 
 def tta_variants(tta, hop):
@@ -291,18 +389,115 @@ def tta_variants(tta, hop):
     return variants
 
 
+def _windowed_pieces(
+    model, path, sample_rate, window, hop, batch_size, variant, device
+):
+    """Per batch of windows: frame seconds, first frame of each window on
+    the frame grid, frame probabilities, their validity, window clip probs."""
+    speed, offset = variant
+    for starts, windows, lens in iter_window_batches(
+        path, sample_rate, window, hop, batch_size, offset
+    ):
+        out = window_outputs(model, windows.to(device), lens.to(device), speed)
+        frame_seconds = window / out["frame_probs"].shape[1]
+        first = np.rint(starts.numpy() / frame_seconds).astype(int)
+        yield (
+            frame_seconds,
+            first,
+            out["frame_probs"],
+            out["frame_valid"],
+            out["clip_probs"],
+        )
+
+
+def _full_pass_pieces(
+    model, path, sample_rate, window, hop, chunk_seconds, variant, device
+):
+    """The same as :func:`_windowed_pieces` for a frame-local model: the
+    recording is scored in chunks of ``chunk_seconds`` (each read with half a
+    window of context on both sides) and the windows are pooled on the
+    stitched frame outputs."""
+    speed, offset = variant
+    frame_hop = model.frame_hop
+    n_samples = int(round(audio_info(path)["duration"] * sample_rate))
+    window_n = int(round(window * sample_rate))
+    window_frames = _in_frames(window_n, frame_hop)
+    hop_frames = _in_frames(hop * sample_rate, frame_hop)
+    offset_frames = int(round(offset * sample_rate / frame_hop))
+    first_sample = offset_frames * frame_hop
+    n_frames = max(1, math.ceil((n_samples - first_sample) / frame_hop))
+    if offset_frames > 0 and n_frames < window_frames:
+        return
+    chunk = _in_frames(chunk_seconds * sample_rate, frame_hop)
+    context = math.ceil(window_n / 2 / frame_hop)
+    logits = attention = valid = None
+    for first in range(0, n_frames, chunk):
+        last = min(first + chunk, n_frames)
+        read_first = max(0, first - context)
+        read_end = min((last + context) * frame_hop, n_samples - first_sample)
+        start = first_sample + read_first * frame_hop
+        segment = read_segment(
+            path,
+            start=start / sample_rate,
+            duration=(first_sample + read_end - start) / sample_rate,
+            sample_rate=sample_rate,
+        )
+        padded = max(segment.shape[0], window_n)
+        lens = torch.tensor([max(segment.shape[0], 1) / padded])
+        segment = torch.nn.functional.pad(segment, (0, padded - segment.shape[0]))
+        out = window_outputs(model, segment[None].to(device), lens.to(device), speed)
+        frames = out["frame_logits"][0]
+        has_audio = frame_mask(lens.to(device), frames.shape[0])[0]
+        if logits is None:
+            logits = frames.new_zeros(n_frames, frames.shape[1])
+            valid = torch.zeros(n_frames, dtype=torch.bool, device=frames.device)
+            if out["attention_logits"] is not None:
+                attention = torch.zeros_like(logits)
+        keep = slice(first - read_first, min(last - read_first, frames.shape[0]))
+        target = slice(first, first + keep.stop - keep.start)
+        logits[target] = frames[keep]
+        valid[target] = (out["frame_valid"][0] & has_audio)[keep]
+        if attention is not None:
+            attention[target] = out["attention_logits"][0, keep]
+    if not bool(valid.any()):
+        return
+    clip_logits = pool_windows(
+        model.head, logits, attention, window_frames, hop_frames, valid
+    )
+    yield (
+        frame_hop / sample_rate,
+        np.array([offset_frames]),
+        torch.sigmoid(logits)[None],
+        valid[None],
+        torch.sigmoid(clip_logits),
+    )
+
+
 def score_file(
-    model, path, sample_rate, window, hop, tta=(), batch_size=16, device="cpu"
+    model,
+    path,
+    sample_rate,
+    window,
+    hop,
+    tta=(),
+    batch_size=16,
+    device="cpu",
+    full_pass=True,
+    chunk_seconds=60.0,
 ):
     """Clip and framewise probabilities of a whole audio file, streamed.
 
     Windows of ``window`` seconds every ``hop`` seconds cover the recording
     (the last one ends at its end; a recording shorter than a window is one
-    zero-padded window). Framewise probabilities are stitched on the model's
-    frame grid (``window / T'`` seconds per frame, frame ``i`` centred at
-    ``(i + 0.5) * window / T'``): each frame is the mean of every estimate
-    that covers it (overlapping windows and augmentations). Clip
-    probabilities are the max over windows, averaged over augmentations.
+    zero-padded window). A frame-local model (``SEDModel.frame_hop``) scores
+    the recording in one pass per ``chunk_seconds`` and its windows are
+    pooled on the frame outputs (:func:`pool_windows`); other models (or
+    ``full_pass=False``) run every window, ``batch_size`` at a time.
+    Framewise probabilities are stitched on the model's frame grid (frame
+    ``i`` centred at ``(i + 0.5)`` frame durations): each frame is the mean
+    of every estimate that covers it (overlapping windows and
+    augmentations). Clip probabilities are the max over windows, averaged
+    over augmentations. Only one chunk of audio is decoded at a time.
 
     Arguments
     ---------
@@ -318,9 +513,13 @@ def score_file(
         Test-time augmentations besides the plain pass: ``"shift"`` (windows
         offset by half a hop) and speeds such as ``0.9``, ``1.1``.
     batch_size : int
-        Windows per forward pass (and per read).
+        Windows per forward pass (and per read) when windows are run.
     device : str
         Device of the model.
+    full_pass : bool
+        Score frame-local models in one pass per chunk.
+    chunk_seconds : float
+        Audio per pass of a frame-local model.
 
     Returns
     -------
@@ -341,32 +540,47 @@ def score_file(
     >>> out["frame_probs"].shape, out["frame_times"][:2].tolist()
     ((10, 1), [0.5, 1.5])
     """
+    if chunk_seconds < window:
+        raise ValueError(
+            f"chunk_seconds ({chunk_seconds}) must be at least the window ({window})"
+        )
     duration = audio_info(path)["duration"]
+    one_pass = full_pass and getattr(model, "frame_hop", None)
     clip_per_variant = []
     sums = counts = frame_seconds = None
-    for speed, offset in tta_variants(tta, hop):
-        clip_max = None
-        for starts, windows, lens in iter_window_batches(
-            path, sample_rate, window, hop, batch_size, offset
-        ):
-            out = window_outputs(model, windows.to(device), lens.to(device), speed)
-            probs = out["clip_probs"].cpu()
-            best = probs.amax(0)
-            clip_max = best if clip_max is None else torch.maximum(clip_max, best)
-            frames = out["frame_probs"].cpu().double().numpy()
-            valid = out["frame_valid"].cpu().numpy()
-            if sums is None:
-                frame_seconds = window / frames.shape[1]
-                n_total = max(1, math.ceil(duration / frame_seconds - 0.5))
-                sums = np.zeros((n_total, frames.shape[2]))
-                counts = np.zeros(n_total)
-            first = np.rint(starts.numpy() / frame_seconds).astype(int)
-            index = first[:, None] + np.arange(frames.shape[1])[None, :]
-            keep = valid & (index < len(counts))
-            np.add.at(sums, index[keep], frames[keep])
-            np.add.at(counts, index[keep], 1)
-        if clip_max is not None:
-            clip_per_variant.append(clip_max)
+    with torch.no_grad():
+        for variant in tta_variants(tta, hop):
+            if one_pass:
+                pieces = _full_pass_pieces(
+                    model,
+                    path,
+                    sample_rate,
+                    window,
+                    hop,
+                    chunk_seconds,
+                    variant,
+                    device,
+                )
+            else:
+                pieces = _windowed_pieces(
+                    model, path, sample_rate, window, hop, batch_size, variant, device
+                )
+            clip_max = None
+            for frame_seconds, first, frames, valid, clips in pieces:
+                best = clips.amax(0).cpu()
+                clip_max = best if clip_max is None else torch.maximum(clip_max, best)
+                frames = frames.cpu().double().numpy()
+                valid = valid.cpu().numpy()
+                if sums is None:
+                    n_total = max(1, math.ceil(duration / frame_seconds - 0.5))
+                    sums = np.zeros((n_total, frames.shape[2]))
+                    counts = np.zeros(n_total)
+                index = first[:, None] + np.arange(frames.shape[1])[None, :]
+                keep = valid & (index < len(counts))
+                np.add.at(sums, index[keep], frames[keep])
+                np.add.at(counts, index[keep], 1)
+            if clip_max is not None:
+                clip_per_variant.append(clip_max)
     frame_probs = sums / np.maximum(counts, 1)[:, None]
     frame_times = (np.arange(len(counts)) + 0.5) * frame_seconds
     if len(counts) == 1:  # a recording shorter than half a frame: its middle

@@ -18,8 +18,10 @@ from speechbrain_rfcx.inference import (
     average_results,
     iter_window_batches,
     score_file,
+    score_recordings,
     window_outputs,
 )
+from speechbrain_rfcx.models.heads import AttentionSEDHead
 
 RATE = 1000  # Hz
 FRAME = 100  # samples: 0.1 s frames
@@ -40,6 +42,22 @@ class BandEnergy(torch.nn.Module):
             "frame_logits": logits,
             "embedding": logits.mean(1),
         }
+
+
+class FrameLocalBandEnergy(BandEnergy):
+    """``BandEnergy`` declared frame-local (each 0.1 s frame sees only itself),
+    with a max-pooling head: whole-recording passes must equal windows."""
+
+    frame_hop = FRAME
+
+    def __init__(self):
+        super().__init__()
+        self.head = AttentionSEDHead(1, len(FREQS), pooling="max")
+        self.samples_seen = 0
+
+    def forward(self, wavs, lens=None):
+        self.samples_seen += wavs.numel()
+        return super().forward(wavs, lens)
 
 
 class WindowStart(torch.nn.Module):
@@ -86,6 +104,19 @@ def assert_events(found, expected, tolerance):
             found,
             expected,
         )
+
+
+def record_reads(monkeypatch):
+    """The (start, duration) of every ``read_segment`` call made by inference."""
+    requested = []
+    real_read = inference.read_segment
+
+    def recording_read(path, start=0.0, duration=None, sample_rate=None):
+        requested.append((start, duration))
+        return real_read(path, start, duration, sample_rate)
+
+    monkeypatch.setattr(inference, "read_segment", recording_read)
+    return requested
 
 
 def test_planted_events_recovered_exactly(tmp_path):
@@ -146,14 +177,7 @@ def test_long_recording_is_streamed_in_small_chunks(tmp_path, monkeypatch):
     """A 10-minute file: reads never exceed one chunk of windows."""
     duration = 600.0
     path = write_tones(tmp_path / "long.wav", duration, [(2, 500.0, 503.0)])
-    requested = []
-    real_read = inference.read_segment
-
-    def recording_read(path, start=0.0, duration=None, sample_rate=None):
-        requested.append((start, duration))
-        return real_read(path, start, duration, sample_rate)
-
-    monkeypatch.setattr(inference, "read_segment", recording_read)
+    requested = record_reads(monkeypatch)
     result = score_file(BandEnergy(), str(path), RATE, 2.0, 1.0, batch_size=8)
     n_windows = 599
     assert len(requested) == math.ceil(n_windows / 8)
@@ -163,7 +187,7 @@ def test_long_recording_is_streamed_in_small_chunks(tmp_path, monkeypatch):
     assert covered[-1][0] + covered[-1][1] == pytest.approx(duration)
     assert_events(events_of(result), [(2, 500.0, 503.0)], 1e-6)
     # chunking does not change the result
-    monkeypatch.setattr(inference, "read_segment", real_read)
+    monkeypatch.undo()
     other = score_file(BandEnergy(), str(path), RATE, 2.0, 1.0, batch_size=64)
     np.testing.assert_allclose(other["frame_probs"], result["frame_probs"])
 
@@ -253,3 +277,68 @@ def test_ensemble_is_the_mean(tmp_path):
     assert mixed["frame_probs"].shape == results[0]["frame_probs"].shape
     with pytest.raises(ValueError, match="empty"):
         average_results([])
+
+
+@pytest.mark.parametrize("tta", [(), ("shift",)])
+def test_full_pass_equals_windows_and_computes_each_sample_once(tmp_path, tta):
+    planted = [(0, 1.0, 2.5), (2, 4.2, 4.8), (1, 5.5, 7.0), (0, 9.1, 9.6)]
+    path = str(write_tones(tmp_path / "a.wav", 10.0, planted))
+    windowed_model, full_model = FrameLocalBandEnergy(), FrameLocalBandEnergy()
+    windowed = score_file(
+        windowed_model, path, RATE, 2.0, 0.6, tta=tta, full_pass=False
+    )
+    full = score_file(full_model, path, RATE, 2.0, 0.6, tta=tta)
+    np.testing.assert_allclose(full["clip_probs"], windowed["clip_probs"], atol=1e-6)
+    np.testing.assert_allclose(full["frame_probs"], windowed["frame_probs"], atol=1e-6)
+    np.testing.assert_allclose(full["frame_times"], windowed["frame_times"])
+    assert_events(events_of(full), sorted(planted, key=lambda e: e[1]), 1e-6)
+    passes = 1 + len(tta)
+    assert full_model.samples_seen <= passes * 10 * RATE
+    assert windowed_model.samples_seen > 2.5 * full_model.samples_seen
+
+
+def test_full_pass_streams_long_files_in_chunks_with_context(tmp_path, monkeypatch):
+    duration = 100.0
+    path = str(write_tones(tmp_path / "long.wav", duration, [(1, 61.0, 64.0)]))
+    requested = record_reads(monkeypatch)
+    chunked = score_file(
+        FrameLocalBandEnergy(), path, RATE, 2.0, 1.0, chunk_seconds=30.0
+    )
+    # chunks of 30 s plus half a window of context on each inner side
+    assert [(round(a, 6), round(b, 6)) for a, b in requested] == [
+        (0.0, 31.0),
+        (29.0, 32.0),
+        (59.0, 32.0),
+        (89.0, 11.0),
+    ]
+    monkeypatch.undo()
+    whole = score_file(
+        FrameLocalBandEnergy(), path, RATE, 2.0, 1.0, chunk_seconds=duration
+    )
+    np.testing.assert_allclose(chunked["frame_probs"], whole["frame_probs"])
+    np.testing.assert_allclose(chunked["clip_probs"], whole["clip_probs"])
+    assert_events(events_of(chunked), [(1, 61.0, 64.0)], 1e-6)
+    with pytest.raises(ValueError, match="chunk_seconds"):
+        score_file(FrameLocalBandEnergy(), path, RATE, 2.0, 1.0, chunk_seconds=1.0)
+
+
+def test_full_pass_of_a_short_recording_is_one_padded_window(tmp_path):
+    path = str(write_tones(tmp_path / "short.wav", 1.3, [(1, 0.5, 1.0)]))
+    full = score_file(FrameLocalBandEnergy(), path, RATE, 2.0, 1.0)
+    windowed = score_file(FrameLocalBandEnergy(), path, RATE, 2.0, 1.0, full_pass=False)
+    assert full["frame_probs"].shape == (13, 3)
+    np.testing.assert_allclose(full["frame_probs"], windowed["frame_probs"])
+    np.testing.assert_allclose(full["clip_probs"], windowed["clip_probs"])
+
+
+def test_validation_scores_of_a_frame_local_model_equal_windows():
+    gen = torch.Generator().manual_seed(0)
+    wavs = torch.randn(3, 5000, generator=gen)
+    lens = torch.tensor([1.0, 0.64, 0.3])  # 5 s, 3.2 s and 1.5 s recordings
+    model = FrameLocalBandEnergy()
+    full = score_recordings(model, wavs, lens, window=2000, hop=600)
+    windowed = score_recordings(model, wavs, lens, 2000, 600, full_pass=False)
+    torch.testing.assert_close(full["clip_logits"], windowed["clip_logits"])
+    assert [w.shape[0] for w in full["window_logits"]] == [6, 3, 1]
+    for a, b in zip(full["window_logits"], windowed["window_logits"]):
+        torch.testing.assert_close(a, b)

@@ -5,6 +5,8 @@ Every model computes its features inside ``forward`` and keeps one contract::
     forward(wavs (B, samples), lens (B,) relative lengths)
         -> {"clip_logits": (B, C), "frame_logits": (B, T', C), "embedding": (B, D)}
 
+plus ``attention_logits`` (B, T', C) when the head pools with attention.
+
 Authors
  * speechbrain-rfcx contributors
 """
@@ -212,6 +214,11 @@ class SEDModel(nn.Module):
 
     Subclasses set ``self.head`` (an ``AttentionSEDHead``) and implement
     ``encode(feats, rel_lens) -> (B, T', D)`` where ``feats`` is (B, C_in, T, F).
+    Convolutional subclasses set ``frame_local = True`` and ``time_reduction``
+    (feature frames per output frame): each output frame then depends on
+    nearby audio only, so ``speechbrain_rfcx.inference`` may score a whole
+    recording in one pass and pool windows on its frames instead of running
+    overlapping windows.
 
     Arguments
     ---------
@@ -267,6 +274,24 @@ class SEDModel(nn.Module):
         )
         self.bn0 = nn.BatchNorm1d(self.features.n_mels)
         self.feature_augment = feature_augment
+
+    frame_local = False
+    time_reduction = None
+
+    @property
+    def frame_hop(self):
+        """Samples per output frame of a frame-local model (None otherwise).
+
+        Example
+        -------
+        >>> model = create_model("panns_cnn14", n_classes=2, sample_rate=16000,
+        ...     n_fft=256, hop_length=128, n_mels=32, channels=(4, 8))
+        >>> model.frame_hop  # hop_length * 2 (one 2x2 pooling)
+        256
+        """
+        if not self.frame_local or self.features.top_db is not None:
+            return None  # top_db floors each input at its own maximum
+        return self.features.hop_length * self.time_reduction
 
     @property
     def embedding_dim(self):
@@ -336,18 +361,22 @@ class SEDModel(nn.Module):
         Returns
         -------
         dict
-            ``clip_logits`` (B, C), ``frame_logits`` (B, T', C) and
-            ``embedding`` (B, D): the mean of the head input over valid frames.
+            ``clip_logits`` (B, C), ``frame_logits`` (B, T', C),
+            ``embedding`` (B, D): the mean of the head input over valid
+            frames, and ``attention_logits`` (B, T', C) with attention pooling.
         """
         feats, rel_lens = self.compute_features(wavs, lens)
         frames = self.encode(feats, rel_lens)
         mask = frame_mask(rel_lens, frames.shape[1])
-        clip_logits, frame_logits = self.head(frames, mask)
-        return {
-            "clip_logits": clip_logits,
+        frame_logits, attention_logits = self.head.frame_outputs(frames)
+        outputs = {
+            "clip_logits": self.head.pool(frame_logits, attention_logits, mask),
             "frame_logits": frame_logits,
             "embedding": masked_mean(frames, mask),
         }
+        if attention_logits is not None:
+            outputs["attention_logits"] = attention_logits
+        return outputs
 
 
 class SequenceEncoderSED(SEDModel):

@@ -99,39 +99,67 @@ class AttentionSEDHead(nn.Module):
         frame_logits : torch.Tensor
             (B, T, C)
         """
+        frame_logits, attention_logits = self.frame_outputs(x)
+        return self.pool(frame_logits, attention_logits, mask), frame_logits
+
+    def frame_outputs(self, x):
+        """Frame logits ``cla(x)`` and attention logits ``att(x)`` (None without
+        attention), both (B, T, C), from (B, T, D) frame features.
+
+        Example
+        -------
+        >>> cla, att = AttentionSEDHead(4, 2).frame_outputs(torch.zeros(1, 3, 4))
+        >>> cla.shape, att.shape
+        (torch.Size([1, 3, 2]), torch.Size([1, 3, 2]))
+        """
         if x.dim() != 3:
             raise ValueError(
                 f"x must have shape (batch, time, features), got {x.shape}"
             )
         h = x.transpose(1, 2)  # (B, D, T)
-        cla = self.cla(h)  # (B, C, T)
+        attention = None if self.att is None else self.att(h).transpose(1, 2)
+        return self.cla(h).transpose(1, 2), attention
+
+    def pool(self, frame_logits, attention_logits=None, mask=None):
+        """Clip logits (B, C) from frame and attention logits (B, T, C).
+
+        Pooling only looks at the frames it is given, so pooling the frame
+        outputs of a whole recording over a span of frames gives the clip
+        logits of that span (see ``speechbrain_rfcx.inference``).
+
+        Example
+        -------
+        >>> head = AttentionSEDHead(4, 2, pooling="max")
+        >>> cla = torch.tensor([[[0.0, 1.0], [2.0, -1.0], [9.0, 9.0]]])
+        >>> head.pool(cla, mask=torch.tensor([[1, 1, 0]]))
+        tensor([[2., 1.]])
+        """
+        cla = frame_logits.transpose(1, 2)  # (B, C, T)
         if mask is None:
             valid = torch.ones(
-                x.shape[0], 1, x.shape[1], dtype=torch.bool, device=x.device
+                cla.shape[0], 1, cla.shape[2], dtype=torch.bool, device=cla.device
             )
         else:
-            if mask.shape != x.shape[:2]:
+            if mask.shape != frame_logits.shape[:2]:
                 raise ValueError(
-                    f"mask must have shape {tuple(x.shape[:2])}, "
+                    f"mask must have shape {tuple(frame_logits.shape[:2])}, "
                     f"got {tuple(mask.shape)}"
                 )
             valid = mask.bool().unsqueeze(1)  # (B, 1, T)
         if self.pooling == "max":
-            clip = cla.masked_fill(~valid, float("-inf")).amax(dim=-1)
-        elif self.pooling == "mean":
+            return cla.masked_fill(~valid, float("-inf")).amax(dim=-1)
+        if self.pooling == "mean":
             weights = valid.to(cla.dtype)
-            clip = (cla * weights).sum(-1) / weights.sum(-1).clamp(min=1.0)
-        else:
-            scores = torch.tanh(self.att(h)).masked_fill(~valid, float("-inf"))
-            weights = torch.softmax(scores, dim=-1)
-            if self.pooling == "attention_max":
-                weighted = (weights * cla).masked_fill(~valid, float("-inf"))
-                clip = weighted.amax(dim=-1)
-            else:
-                prob = (weights * torch.sigmoid(cla)).sum(-1)
-                eps = torch.finfo(prob.dtype).eps
-                clip = torch.logit(prob.clamp(eps, 1.0 - eps))
-        return clip, cla.transpose(1, 2)
+            return (cla * weights).sum(-1) / weights.sum(-1).clamp(min=1.0)
+        if attention_logits is None:
+            raise ValueError(f"pooling {self.pooling!r} needs attention_logits")
+        scores = torch.tanh(attention_logits.transpose(1, 2))
+        weights = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=-1)
+        if self.pooling == "attention_max":
+            return (weights * cla).masked_fill(~valid, float("-inf")).amax(dim=-1)
+        prob = (weights * torch.sigmoid(cla)).sum(-1)
+        eps = torch.finfo(prob.dtype).eps
+        return torch.logit(prob.clamp(eps, 1.0 - eps))
 
     def extra_repr(self):
         """Summary shown by ``print(module)``."""

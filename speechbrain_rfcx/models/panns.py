@@ -109,6 +109,7 @@ class PANNsCNN14(SEDModel):
         super().__init__(dropout=dropout, **kwargs)
         self.channels = tuple(channels)
         self.downsampling = 2 ** (len(self.channels) - 1)
+        self.time_reduction = self.downsampling
         if self.features.n_mels < self.downsampling:
             raise ValueError(
                 f"n_mels must be at least {self.downsampling} for "
@@ -126,6 +127,8 @@ class PANNsCNN14(SEDModel):
         self.pretrained_report = None
         if pretrained_path is not None:
             self.pretrained_report = load_panns_checkpoint(self, pretrained_path)
+
+    frame_local = True
 
     def encode(self, feats, rel_lens):
         """(B, C_in, T, F) -> conv blocks -> neck -> (B, T / 32, 2048)."""

@@ -21,6 +21,9 @@ class TimmSED(SEDModel):
     defaults: EfficientNet-B0 feature map, mean over frequency, max + avg
     pooling over time, FC 1280 + ReLU + dropout, attention head with max
     pooling. Time is downsampled by the backbone's reduction (32 for most).
+    The model is frame-local (see ``SEDModel``); backbones with
+    squeeze-and-excitation (EfficientNet, MobileNetV3) are so only
+    approximately, as their channel gates average over the whole input.
 
     Arguments
     ---------
@@ -86,10 +89,13 @@ class TimmSED(SEDModel):
         )
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
+        self.time_reduction = self.backbone.feature_info[-1]["reduction"]
         self.neck = SEDNeck(self.backbone.num_features, neck_features, dropout)
         self.head = AttentionSEDHead(
             self.neck.out_features, self.n_classes, self.pooling
         )
+
+    frame_local = True
 
     def encode(self, feats, rel_lens):
         """(B, C_in, T, F) -> backbone feature map -> neck -> (B, T', D)."""

@@ -84,7 +84,10 @@ def test_model_contract(name, frequency_channel):
 
     model.train()
     out = model(wavs, lens)
-    assert set(out) == {"clip_logits", "frame_logits", "embedding"}
+    expected_keys = {"clip_logits", "frame_logits", "embedding"}
+    if model.head.att is not None:
+        expected_keys.add("attention_logits")
+    assert set(out) == expected_keys
     n_frames = model.features.n_frames(N_SAMPLES)
     expected_frames = MODEL_FRAMES[name](n_frames)
     assert out["clip_logits"].shape == (2, 5)
@@ -304,3 +307,37 @@ def test_channels_last_backbone_gives_the_same_outputs():
         expected, got = reference(wavs, lens), fast(wavs, lens)
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5)
+
+
+def test_frame_hop_is_declared_by_frame_local_models_only():
+    hops = {name: build(name).frame_hop for name in list_models()}
+    assert hops == {
+        "timm_sed": 128 * 32,
+        "panns_cnn14": 128 * 32,
+        "conformer_sed": None,
+        "transformer_sed": None,
+        "crnn_sed": None,
+    }
+    # a per-input dB floor makes every frame depend on the whole input
+    assert build("panns_cnn14", top_db=80.0).frame_hop is None
+
+
+def test_frame_local_model_frames_depend_on_nearby_audio_only():
+    """Frames of a chunk cut at a frame boundary equal the whole input's frames
+    away from the chunk's edges: what whole-recording inference relies on."""
+    model = build("panns_cnn14", channels=(4, 8, 8)).eval()
+    hop = model.frame_hop  # 128 samples x 4
+    wav = 0.1 * torch.randn(1, 4 * SR, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        whole = model(wav)["frame_logits"][0]
+        first = 20
+        chunk = model(wav[:, first * hop : (first + 60) * hop])["frame_logits"][0]
+    torch.testing.assert_close(
+        chunk[15:45], whole[first + 15 : first + 45], atol=1e-4, rtol=1e-4
+    )
+    # off the frame grid (200 samples) the frames no longer line up
+    with torch.no_grad():
+        shifted = model(wav[:, first * hop + 200 : (first + 60) * hop + 200])
+    assert not torch.allclose(
+        shifted["frame_logits"][0, 15:45], whole[first + 15 : first + 45], atol=1e-4
+    )
