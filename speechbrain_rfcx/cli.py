@@ -229,7 +229,24 @@ def _add_model_arguments(parser):
         help="test-time augmentation, comma list of 'shift' and speeds, e.g. "
         "shift,0.9,1.1 (averaged with the plain pass)",
     )
-    parser.add_argument("--batch-size", type=int, default=16, help="windows per pass")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=16,
+        help="windows per pass (models that run every window)",
+    )
+    parser.add_argument(
+        "--windowed",
+        action="store_true",
+        help="run every window even with a convolutional model, which otherwise "
+        "scores each recording in one pass and pools its windows (slower)",
+    )
+    parser.add_argument(
+        "--chunk-seconds",
+        type=float,
+        default=60.0,
+        help="audio per pass of a convolutional model (default: 60)",
+    )
     parser.add_argument(
         "--num-workers",
         type=int,
@@ -258,6 +275,8 @@ def _detect_options(args):
         value = getattr(args, name)
         if value is not None and not value > 0:
             raise ValueError(f"--{name} must be a positive number of seconds")
+    if not args.chunk_seconds > 0:
+        raise ValueError(f"--chunk-seconds must be positive, got {args.chunk_seconds}")
     tta = [item.strip() for item in args.tta.split(",") if item.strip()]
     tta_variants(tta, hop=1.0)  # raises on an unknown item, naming it
     return {
@@ -265,6 +284,8 @@ def _detect_options(args):
         "hop": args.hop,
         "tta": tta,
         "batch_size": args.batch_size,
+        "full_pass": not args.windowed,
+        "chunk_seconds": args.chunk_seconds,
     }
 
 

@@ -33,6 +33,7 @@ from speechbrain_rfcx.data.annotations import read_rfcx_csv
 from speechbrain_rfcx.detections import species_bands
 from speechbrain_rfcx.experiment import DATA_SOURCE_FILE
 from speechbrain_rfcx.inference import average_results, score_file
+from speechbrain_rfcx.models.fusion import fold_batch_norms
 
 EXPORT_YAML = "detector.yaml"
 EXPORT_WEIGHTS = "model.ckpt"
@@ -123,6 +124,20 @@ class SpeciesDetector(Pretrained):
         self.hparams.species_bands = self._check_bands(
             getattr(self.hparams, "species_bands", None)
         )
+        # Scoring runs a copy with BatchNorms folded into the convolutions
+        # (same outputs, faster); ``mods.model`` stays as trained, for export.
+        self.scoring_model = self.mods.model
+        if not self.mods.model.training:
+            probe = torch.randn(
+                1,
+                int(round(float(self.hparams.window) * self.sample_rate)),
+                generator=torch.Generator().manual_seed(0),
+            )
+            self.scoring_model, _ = fold_batch_norms(
+                self.mods.model,
+                0.1 * probe.to(self.device),
+                torch.ones(1, device=self.device),
+            )
 
     @staticmethod
     def _check_bands(bands):
@@ -332,7 +347,7 @@ class SpeciesDetector(Pretrained):
         if lens is None:
             lens = torch.ones(wavs.shape[0])
         with torch.no_grad(), self.inference_ctx:
-            out = self.mods.model(
+            out = self.scoring_model(
                 wavs.to(self.device), torch.as_tensor(lens).to(self.device)
             )
         return {
@@ -344,10 +359,21 @@ class SpeciesDetector(Pretrained):
         """Same as :meth:`detect_batch` (``Pretrained`` convention)."""
         return self.detect_batch(wavs, lens)
 
-    def detect_file(self, path, window=None, hop=None, tta=(), batch_size=16):
+    def detect_file(
+        self,
+        path,
+        window=None,
+        hop=None,
+        tta=(),
+        batch_size=16,
+        full_pass=True,
+        chunk_seconds=60.0,
+    ):
         """Clip and framewise probabilities of one audio file of any length.
 
-        The file is streamed in chunks of ``batch_size`` windows (see
+        The file is streamed in chunks: a convolutional model scores each
+        chunk in one pass and pools the windows on its frames, other models
+        run ``batch_size`` windows at a time (see
         :func:`speechbrain_rfcx.inference.score_file`).
 
         Arguments
@@ -359,7 +385,11 @@ class SpeciesDetector(Pretrained):
         tta : sequence
             ``"shift"`` and/or speeds such as ``0.9``, ``1.1``.
         batch_size : int
-            Windows per forward pass.
+            Windows per forward pass (models that run every window).
+        full_pass : bool
+            False runs every window even with a convolutional model.
+        chunk_seconds : float
+            Audio per pass of a convolutional model (at least a window).
 
         Returns
         -------
@@ -371,7 +401,7 @@ class SpeciesDetector(Pretrained):
         hop = float(self.hparams.hop if hop is None else hop)
         with self.inference_ctx:
             return score_file(
-                self.mods.model,
+                self.scoring_model,
                 str(path),
                 self.sample_rate,
                 window,
@@ -379,6 +409,8 @@ class SpeciesDetector(Pretrained):
                 tta=tta,
                 batch_size=batch_size,
                 device=self.device,
+                full_pass=full_pass,
+                chunk_seconds=chunk_seconds,
             )
 
 
@@ -396,7 +428,7 @@ def ensemble_detect_file(detectors, path, **kwargs):
     path : str
         Audio file.
     **kwargs
-        ``window``, ``hop``, ``tta``, ``batch_size`` of ``detect_file``.
+        Options of ``detect_file`` (``window``, ``hop``, ``tta``, ...).
 
     Returns
     -------

@@ -71,6 +71,21 @@ def test_loads_training_folder_with_best_weights_and_bands(trained):
         assert torch.equal(value, saved[name]), name
     assert not detector.mods.model.training
 
+    # scoring runs a copy with BatchNorms folded in: same probabilities
+    def norms(model):
+        return sum(
+            isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+            for m in model.modules()
+        )
+
+    assert 1 <= norms(detector.scoring_model) < norms(detector.mods.model)
+    wavs = torch.randn(2, 64000, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        unfolded = torch.sigmoid(detector.mods.model(wavs)["clip_logits"])
+    torch.testing.assert_close(
+        detector.detect_batch(wavs)["clip_probs"], unfolded, atol=1e-5, rtol=1e-4
+    )
+
     result = detector.detect_file(_test_file(trained))
     assert result["clip_probs"].shape == (24,)
     assert ((result["clip_probs"] >= 0) & (result["clip_probs"] <= 1)).all()
