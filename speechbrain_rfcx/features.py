@@ -96,25 +96,20 @@ class LogMelFeatures(nn.Module):
         self.frequency_channel = bool(frequency_channel)
         self.top_db = top_db
         self.amin = amin
-        self.melspec = torchaudio.transforms.MelSpectrogram(
-            sample_rate=self.sample_rate,
-            n_fft=self.n_fft,
-            hop_length=self.hop_length,
+        filterbank = torchaudio.functional.melscale_fbanks(
+            n_freqs=self.n_fft // 2 + 1,
             f_min=self.f_min,
             f_max=self.f_max,
             n_mels=self.n_mels,
-            window_fn=torch.hann_window,
-            power=2.0,
-            center=True,
-            pad_mode="reflect",
+            sample_rate=self.sample_rate,
             norm="slaney",
             mel_scale="slaney",
-        )
-        # The window and filterbank follow from the options: keep them out of
-        # checkpoints (no coupling to torchaudio's buffer names).
-        for module in self.melspec.modules():
-            for name, buffer in list(module.named_buffers(recurse=False)):
-                module.register_buffer(name, buffer, persistent=False)
+        )  # (n_freqs, n_mels)
+        # STFT bins above the last filter's edge are never used: skip them.
+        used = int(filterbank.abs().sum(1).nonzero().max()) + 1
+        # Both follow from the options: kept out of checkpoints.
+        self.register_buffer("filterbank", filterbank[:used], persistent=False)
+        self.register_buffer("window", torch.hann_window(self.n_fft), persistent=False)
 
     @property
     def in_channels(self):
@@ -169,12 +164,22 @@ class LogMelFeatures(nn.Module):
             )
         # STFTs in half precision are inaccurate: always compute in float32.
         with torch.autocast(device_type=wavs.device.type, enabled=False):
-            power = self.melspec(wavs.float())  # (B, F, T)
-            feats = 10.0 * torch.log10(torch.clamp(power, min=self.amin))
+            spectrum = torch.stft(
+                wavs.float(),
+                self.n_fft,
+                hop_length=self.hop_length,
+                window=self.window,
+                center=True,
+                pad_mode="reflect",
+                return_complex=True,
+            )[:, : self.filterbank.shape[0]]  # (B, used bins, T)
+            power = spectrum.abs().pow(2)
+            mel = torch.matmul(power.transpose(1, 2), self.filterbank)  # (B, T, F)
+            feats = 10.0 * torch.log10(torch.clamp(mel, min=self.amin))
             if self.top_db is not None:
                 floor = feats.amax(dim=(1, 2), keepdim=True) - self.top_db
                 feats = torch.maximum(feats, floor)
-        return feats.transpose(1, 2)
+        return feats
 
     def add_frequency_channel(self, feats):
         """(B, T, F) -> (B, 2, T, F): appends the mel-bin index scaled to 0..1.

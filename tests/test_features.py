@@ -156,3 +156,27 @@ def test_bad_waveforms_raise():
         feats(torch.zeros(1, 1, 4000))
     with pytest.raises(ValueError, match="samples"):
         feats(torch.zeros(1, 100))
+
+
+@pytest.mark.parametrize("f_max", [8000.0, 3000.0])
+def test_equals_torchaudio_mel_spectrogram_in_db(f_max):
+    """Same features as torchaudio's MelSpectrogram (Slaney, power 2, centred,
+    reflect padding), although unused high STFT bins are skipped."""
+    import torchaudio
+
+    features = small_features(f_max=f_max)
+    reference = torchaudio.transforms.MelSpectrogram(
+        sample_rate=SR,
+        n_fft=1024,
+        hop_length=256,
+        f_min=50.0,
+        f_max=f_max,
+        n_mels=40,
+        norm="slaney",
+        mel_scale="slaney",
+    )
+    wavs = torch.randn(2, SR, generator=torch.Generator().manual_seed(0))
+    expected = 10 * torch.log10(reference(wavs).clamp(min=1e-10)).transpose(1, 2)
+    torch.testing.assert_close(features.log_mel(wavs), expected, atol=1e-3, rtol=1e-4)
+    if f_max < SR / 2:
+        assert features.filterbank.shape[0] < 1024 // 2 + 1

@@ -323,8 +323,10 @@ class SEDModel(nn.Module):
         lens = check_inputs(wavs, lens)
         n_samples = wavs.shape[1]
         valid_samples = torch.round(lens.float() * n_samples).long()
-        sample_mask = length_to_mask(valid_samples, max_len=n_samples).to(wavs.dtype)
-        feats = self.features.log_mel(wavs * sample_mask)  # (B, T, F)
+        if bool((valid_samples < n_samples).any()):
+            mask = length_to_mask(valid_samples, max_len=n_samples).to(wavs.dtype)
+            wavs = wavs * mask
+        feats = self.features.log_mel(wavs)  # (B, T, F)
         n_frames = feats.shape[1]
         frame_lens = self.features.frame_lengths(lens, n_samples)
         feats = self.bn0(feats.transpose(1, 2)).transpose(1, 2)
