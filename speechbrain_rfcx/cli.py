@@ -24,6 +24,8 @@ import csv
 import io
 import os
 import sys
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -250,19 +252,27 @@ def _add_model_arguments(parser):
     parser.add_argument(
         "--num-workers",
         type=int,
+        default=2,
+        help="files scored at once, so that decoding overlaps computing (default: 2)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
         default=0,
-        help="CPU threads for the model (0: torch's default)",
+        help="CPU threads of torch (0: torch's default, one per core)",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
 
 
 def _load_detectors(args):
-    if args.num_workers < 0:
-        raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
+    if args.num_workers < 1:
+        raise ValueError(f"--num-workers must be >= 1, got {args.num_workers}")
+    if args.threads < 0:
+        raise ValueError(f"--threads must be >= 0, got {args.threads}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.num_workers:
-        torch.set_num_threads(args.num_workers)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     folders = [folder for group in args.model for folder in group]
     return [
         SpeciesDetector.from_hparams(folder, run_opts={"device": args.device})
@@ -367,6 +377,39 @@ def detect_main(argv=None):
     return run_detection(args, files, detectors, formats, threshold, options)
 
 
+def score_files(detectors, paths, options, workers=1):
+    """Ensemble results of ``paths``, in order, scoring ``workers`` files at once.
+
+    Files are scored in threads (torch and the audio decoder release the
+    GIL), so one file is decoded while another is computed. At most
+    ``workers + 1`` files are in flight: memory does not grow with the number
+    of files. A file that cannot be read gives its ``AudioError`` instead of
+    a result.
+
+    Yields
+    ------
+    result : dict or None
+        As :func:`speechbrain_rfcx.interface.ensemble_detect_file`.
+    error : AudioError or None
+        Why the file could not be scored.
+    """
+
+    def score(path):
+        try:
+            return ensemble_detect_file(detectors, path, **options), None
+        except AudioError as e:
+            return None, e
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = deque()
+        for path in paths:
+            pending.append(pool.submit(score, path))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
 def run_detection(args, files, detectors, formats, threshold, options):
     """Scores ``files`` and writes their tables; returns the exit status."""
     single_file = os.path.isfile(args.input)
@@ -387,7 +430,8 @@ def run_detection(args, files, detectors, formats, threshold, options):
         writer = csv.writer(journal)
         if journal.tell() == 0:
             writer.writerow(_summary_header(n_classes))
-        for relative in tqdm(files, desc="rfcx-detect", unit="file", file=sys.stderr):
+        todo = []
+        for relative in files:
             stem = os.path.splitext(relative)[0]
             base = os.path.join(args.out, stem)
             outputs = [base + OUTPUT_SUFFIXES[f] for f in formats]
@@ -396,12 +440,21 @@ def run_detection(args, files, detectors, formats, threshold, options):
             if stem in previous and all(os.path.isfile(p) for p in outputs):
                 rows[stem] = previous[stem]
                 skipped += 1
-                continue
-            path = os.path.join(root, relative)
-            try:
-                result = ensemble_detect_file(detectors, path, **options)
-            except AudioError as e:
-                tqdm.write(f"rfcx-detect: skipped {path}: {e}", file=sys.stderr)
+            else:
+                todo.append(relative)
+        paths = [os.path.join(root, relative) for relative in todo]
+        scored = score_files(detectors, paths, options, args.num_workers)
+        for relative, path, (result, error) in tqdm(
+            zip(todo, paths, scored),
+            desc="rfcx-detect",
+            unit="file",
+            total=len(todo),
+            file=sys.stderr,
+        ):
+            stem = os.path.splitext(relative)[0]
+            base = os.path.join(args.out, stem)
+            if error is not None:
+                tqdm.write(f"rfcx-detect: skipped {path}: {error}", file=sys.stderr)
                 failures.append(relative)
                 continue
             timing = {"frame_times": result["frame_times"]}
@@ -508,12 +561,18 @@ def submit_main(argv=None):
     except (ValueError, FileNotFoundError) as e:
         parser.error(str(e))
     ids, scores = [], []
-    for relative in tqdm(files, desc="rfcx-submit", unit="file", file=sys.stderr):
-        path = os.path.join(args.test_folder, relative)
-        try:
-            result = ensemble_detect_file(detectors, path, **options)
-        except AudioError as e:
-            print(f"rfcx-submit: {e}; no submission written", file=sys.stderr)
+    paths = [os.path.join(args.test_folder, relative) for relative in files]
+    scored = score_files(detectors, paths, options, args.num_workers)
+    for relative, (result, error) in tqdm(
+        zip(files, scored),
+        desc="rfcx-submit",
+        unit="file",
+        total=len(files),
+        file=sys.stderr,
+    ):
+        if error is not None:
+            print(f"rfcx-submit: {error}; no submission written", file=sys.stderr)
+            scored.close()
             return EXIT_FAILURES
         ids.append(os.path.splitext(os.path.basename(relative))[0])
         scores.append(result["clip_probs"])

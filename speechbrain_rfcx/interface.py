@@ -26,6 +26,7 @@ from hyperpyyaml import load_hyperpyyaml
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 from speechbrain.inference.interfaces import Pretrained
+from speechbrain.utils.autocast import AMPConfig, TorchAutocast
 from speechbrain.utils.checkpoints import Checkpointer
 
 from speechbrain_rfcx._io import write_atomically
@@ -324,6 +325,12 @@ class SpeciesDetector(Pretrained):
 
     # --- inference ----------------------------------------------------------
 
+    def _precision_context(self):
+        """A fresh autocast context at the run's precision: one per call, so
+        several threads can score files with the same detector."""
+        dtype = AMPConfig.from_name(self.precision).dtype
+        return TorchAutocast(device_type=self.device_type, dtype=dtype)
+
     def detect_batch(self, wavs, lens=None):
         """Probabilities of a batch of windows at the model's rate.
 
@@ -346,7 +353,7 @@ class SpeciesDetector(Pretrained):
             )
         if lens is None:
             lens = torch.ones(wavs.shape[0])
-        with torch.no_grad(), self.inference_ctx:
+        with torch.no_grad(), self._precision_context():
             out = self.scoring_model(
                 wavs.to(self.device), torch.as_tensor(lens).to(self.device)
             )
@@ -399,7 +406,7 @@ class SpeciesDetector(Pretrained):
         """
         window = float(self.hparams.window if window is None else window)
         hop = float(self.hparams.hop if hop is None else hop)
-        with self.inference_ctx:
+        with self._precision_context():
             return score_file(
                 self.scoring_model,
                 str(path),

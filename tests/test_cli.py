@@ -218,3 +218,49 @@ def test_unknown_bands_get_the_full_band_and_bad_tta_is_named(
     with pytest.raises(SystemExit):
         cli.detect_main([str(audio), "--model", bandless, "--out", "o", "--tta", "rev"])
     assert "tta item 'rev'" in capsys.readouterr().err
+
+
+def test_score_files_keeps_order_bounds_files_in_flight_and_reports_errors(
+    monkeypatch,
+):
+    """Two workers: results in input order, an unreadable file gives its
+    error in its place, and never more than workers + 1 files in flight."""
+    import threading
+    import time
+
+    from speechbrain_rfcx.data.audio import AudioError
+
+    lock = threading.Lock()
+    state = {"running": 0, "most": 0, "submitted": 0}
+
+    def fake_detect(detectors, path, **options):
+        with lock:
+            state["running"] += 1
+            state["most"] = max(state["most"], state["running"])
+        time.sleep(0.02)
+        with lock:
+            state["running"] -= 1
+        if path == "bad":
+            raise AudioError("bad: cannot decode")
+        return {"path": path, **options}
+
+    monkeypatch.setattr(cli, "ensemble_detect_file", fake_detect)
+    paths = [f"f{i}" for i in range(9)]
+    paths[4] = "bad"
+
+    def counted(items):
+        for item in items:
+            state["submitted"] += 1
+            yield item
+
+    scored = cli.score_files([], counted(paths), {"tta": ()}, workers=2)
+    results = []
+    for result, error in scored:
+        # the generator never runs more than workers + 1 files ahead
+        assert state["submitted"] - len(results) <= 3
+        results.append((result, error))
+    assert state["most"] == 2  # two files were scored at the same time
+    assert [r["path"] if r else str(e) for r, e in results] == [
+        "f0", "f1", "f2", "f3", "bad: cannot decode", "f5", "f6", "f7", "f8",
+    ]  # fmt: skip
+    assert results[0][0]["tta"] == ()
