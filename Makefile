@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= demo_output
 
-.PHONY: venv demo test lint clean
+.PHONY: venv demo test lint clean bench-data bench-train bench-infer
 
 venv: $(STAMP)
 
@@ -37,6 +37,15 @@ demo: venv
 
 test: venv
 	$(BIN)/python -m pytest -q
+
+# Benchmarks print their figures (benchmarks/RESULTS.md keeps dated ones);
+# pass options with ARGS="...".
+bench-data: venv
+	$(BIN)/python benchmarks/data_loading.py $(ARGS)
+bench-train: venv
+	$(BIN)/python benchmarks/training.py $(ARGS)
+bench-infer: venv
+	$(BIN)/python benchmarks/inference.py $(ARGS)
 
 lint: venv
 	$(BIN)/ruff check speechbrain_rfcx tests recipes benchmarks

@@ -2,13 +2,16 @@
 """End-to-end detection throughput: FLAC files on disk -> tables + submission.
 
     .venv/bin/python benchmarks/inference.py [--models efficientnet_b0 conformer]
-        [--files 8] [--hop 5.0] [--batch-size 16] [--threads 2] [--device cpu]
+        [--files 8] [--hop 5.0] [--batch-size 16] [--threads 2] [--workers 2]
+        [--device cpu] [--windowed]
 
 Writes synthetic 60 s, 48 kHz recordings, builds each model with the feature
 settings of its recipe (weights untrained: speed does not depend on them) as
 an exported detector folder, then times the real ``rfcx-detect`` (Raven
 tables) and ``rfcx-submit`` code paths over the folder. Prints seconds of audio
 per wall-clock second ("x real time"), the threads, batch size and peak RSS.
+Convolutional models score each recording in one pass unless ``--windowed``
+(every window run, as ``rfcx-detect --windowed``).
 For reference: BirdNET 2.4 analyses about 27-41 s of audio per second on a
 2-core CPU.
 """
@@ -71,7 +74,9 @@ def main():
     parser.add_argument("--hop", type=float, default=5.0)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2, help="files at once")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--windowed", action="store_true")
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="rfcx_infer_bench_")
     data = os.path.join(work, "data")
@@ -80,15 +85,19 @@ def main():
     common = [
         "--batch-size",
         str(args.batch_size),
-        "--num-workers",
+        "--threads",
         str(args.threads),
+        "--num-workers",
+        str(args.workers),
         "--device",
         args.device,
+        *(["--windowed"] if args.windowed else []),
     ]
     print(
         f"{args.files} x 60 s 48 kHz FLAC, window {args.window} s, hop {args.hop} s, "
         f"batch {args.batch_size} windows, device {args.device}, torch threads "
-        f"{args.threads or torch.get_num_threads()}"
+        f"{args.threads or torch.get_num_threads()}, {args.workers} file(s) at once, "
+        f"{'every window run' if args.windowed else 'one pass per recording'}"
     )
     for name in args.models:
         detector = export_detector(
