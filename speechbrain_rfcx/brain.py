@@ -23,7 +23,8 @@ hparams read by SEDBrain:
   every optimiser step (or None);
 - ``seed``: each training epoch reseeds every RNG from it and the epoch;
 - ``sample_rate``, ``valid_window`` and ``valid_hop`` (seconds),
-  ``valid_batch_windows``;
+  ``valid_batch_windows`` (windows per forward pass of the models that run
+  every window);
 - ``loggers``: a list of SpeechBrain train loggers (text file, TensorBoard);
   ``epoch_counter``; ``class_names`` for the per-species table.
 """

@@ -280,13 +280,18 @@ def _load_detectors(args):
     ]
 
 
-def _detect_options(args):
+def _detect_options(args, detectors):
     for name in ("window", "hop"):
         value = getattr(args, name)
         if value is not None and not value > 0:
             raise ValueError(f"--{name} must be a positive number of seconds")
-    if not args.chunk_seconds > 0:
-        raise ValueError(f"--chunk-seconds must be positive, got {args.chunk_seconds}")
+    if not args.windowed:
+        window = max(args.window or float(d.hparams.window) for d in detectors)
+        if not args.chunk_seconds >= window:
+            raise ValueError(
+                f"--chunk-seconds ({args.chunk_seconds}) must be at least the "
+                f"window ({window} s)"
+            )
     tta = [item.strip() for item in args.tta.split(",") if item.strip()]
     tta_variants(tta, hop=1.0)  # raises on an unknown item, naming it
     return {
@@ -371,7 +376,7 @@ def detect_main(argv=None):
         threshold = args.threshold
         if args.thresholds:
             threshold = read_thresholds(args.thresholds, n_classes)
-        options = _detect_options(args)
+        options = _detect_options(args, detectors)
     except (ValueError, FileNotFoundError) as e:
         parser.error(str(e))
     return run_detection(args, files, detectors, formats, threshold, options)
@@ -557,7 +562,7 @@ def submit_main(argv=None):
         detectors = _load_detectors(args)
         n_classes = int(detectors[0].hparams.n_classes)
         priors = read_priors(args.priors, n_classes) if args.priors else None
-        options = _detect_options(args)
+        options = _detect_options(args, detectors)
     except (ValueError, FileNotFoundError) as e:
         parser.error(str(e))
     ids, scores = [], []

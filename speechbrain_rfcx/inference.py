@@ -5,15 +5,15 @@ field recordings afterwards, so validation measures what users get.
 
 Frame-local models (convolutional encoders, ``SEDModel.frame_hop``) score a
 whole recording in one pass and pool the windows on its frame outputs
-(:func:`pool_windows`): no audio is computed twice. Other models run every
-window. For files of any length, :func:`score_file` streams a recording in
-chunks (only one chunk is ever decoded), stitches the framewise
-probabilities of overlapping windows (mean of the overlapping frames, at the
-model's frame rate: window seconds / T' frames), takes the max over windows
-for clip probabilities, and averages test-time augmentations (time shift,
-speed). :func:`average_results` averages the results of several models (an
-ensemble of folds).
-"""
+(:func:`pool_windows`): no audio is computed twice (a time-shift
+augmentation only moves the pooled windows). Other models run every window.
+For files of any length, :func:`score_file` streams a recording in chunks
+(only one chunk is ever decoded), stitches the framewise probabilities on
+the model's frame grid (``frame_hop`` samples per frame in one pass, window
+seconds / T' frames otherwise; overlapping estimates are averaged), takes
+the max over windows for clip probabilities, and averages test-time
+augmentations (time shift, speed). :func:`average_results` averages the
+results of several models (an ensemble of folds)."""
 
 import math
 
@@ -122,6 +122,11 @@ def score_recordings(model, wavs, lens, window, hop, batch_size=16, full_pass=Tr
     """
     frame_hop = getattr(model, "frame_hop", None) if full_pass else None
     if frame_hop:
+        n_samples = wavs.shape[1]
+        # At least a window, in whole frames (as score_file pads its chunks).
+        padded = math.ceil(max(n_samples, window) / frame_hop) * frame_hop
+        wavs = torch.nn.functional.pad(wavs, (0, padded - n_samples))
+        lens = lens * n_samples / padded
         outputs = model(wavs, lens)
         n_valid = frame_mask(lens, outputs["frame_logits"].shape[1]).sum(1)
         attention = outputs.get("attention_logits")
@@ -132,7 +137,7 @@ def score_recordings(model, wavs, lens, window, hop, batch_size=16, full_pass=Tr
                     model.head,
                     outputs["frame_logits"][b, :n].float(),
                     None if attention is None else attention[b, :n].float(),
-                    _in_frames(window, frame_hop),
+                    math.ceil(window / frame_hop - 1e-6),
                     _in_frames(hop, frame_hop),
                 )
             )
@@ -314,9 +319,12 @@ def window_outputs(model, windows, lens, speed=1.0):
 def pool_windows(head, frame_logits, attention_logits, window, hop, valid=None):
     """Clip logits of sliding windows pooled on one recording's frame outputs.
 
-    For a frame-local model (``SEDModel.frame_hop``) this equals running the
-    model on each window, up to the context at the window edges, at the cost
-    of one pass over the recording.
+    For a frame-local model (``SEDModel.frame_hop``) this approximates
+    running the model on each window at the cost of one pass over the
+    recording: frames near a window's edges see real audio instead of zero
+    padding, squeeze-and-excitation gates (EfficientNet, MobileNetV3) average
+    over the whole pass, and windows are whole numbers of frames (callers
+    round the window up, the hop to the nearest frame).
 
     Arguments
     ---------
@@ -410,44 +418,38 @@ def _windowed_pieces(
         )
 
 
-def _full_pass_pieces(
-    model, path, sample_rate, window, hop, chunk_seconds, variant, device
-):
-    """The same as :func:`_windowed_pieces` for a frame-local model: the
-    recording is scored in chunks of ``chunk_seconds`` (each read with half a
-    window of context on both sides) and the windows are pooled on the
-    stitched frame outputs."""
-    speed, offset = variant
+def _full_pass_frames(model, path, sample_rate, window, chunk_seconds, speed, device):
+    """Frame and attention logits (T, C) of a whole file on the model's frame
+    grid, and their validity (T,), from one pass of a frame-local model per
+    chunk of ``chunk_seconds`` (each read with half a window of context on
+    both sides). Slowed-down passes (``speed < 1``) are zero padded first, so
+    that no audio is cropped away."""
     frame_hop = model.frame_hop
     n_samples = int(round(audio_info(path)["duration"] * sample_rate))
     window_n = int(round(window * sample_rate))
-    window_frames = _in_frames(window_n, frame_hop)
-    hop_frames = _in_frames(hop * sample_rate, frame_hop)
-    offset_frames = int(round(offset * sample_rate / frame_hop))
-    first_sample = offset_frames * frame_hop
-    n_frames = max(1, math.ceil((n_samples - first_sample) / frame_hop))
-    if offset_frames > 0 and n_frames < window_frames:
-        return
+    n_frames = max(1, math.ceil(n_samples / frame_hop))
     chunk = _in_frames(chunk_seconds * sample_rate, frame_hop)
     context = math.ceil(window_n / 2 / frame_hop)
     logits = attention = valid = None
     for first in range(0, n_frames, chunk):
         last = min(first + chunk, n_frames)
         read_first = max(0, first - context)
-        read_end = min((last + context) * frame_hop, n_samples - first_sample)
-        start = first_sample + read_first * frame_hop
+        start = read_first * frame_hop
+        end = min((last + context) * frame_hop, n_samples)
         segment = read_segment(
             path,
             start=start / sample_rate,
-            duration=(first_sample + read_end - start) / sample_rate,
+            duration=(end - start) / sample_rate,
             sample_rate=sample_rate,
         )
-        padded = max(segment.shape[0], window_n)
-        lens = torch.tensor([max(segment.shape[0], 1) / padded])
+        # Pad to a window at least, and to whole frames: models whose pooling
+        # rounds down would otherwise drop the last partial frame.
+        padded = max(segment.shape[0], window_n, (last - read_first) * frame_hop)
+        padded = math.ceil(padded / frame_hop / min(speed, 1.0)) * frame_hop
+        lens = torch.tensor([max(segment.shape[0], 1) / padded], device=device)
         segment = torch.nn.functional.pad(segment, (0, padded - segment.shape[0]))
-        out = window_outputs(model, segment[None].to(device), lens.to(device), speed)
+        out = window_outputs(model, segment[None].to(device), lens, speed)
         frames = out["frame_logits"][0]
-        has_audio = frame_mask(lens.to(device), frames.shape[0])[0]
         if logits is None:
             logits = frames.new_zeros(n_frames, frames.shape[1])
             valid = torch.zeros(n_frames, dtype=torch.bool, device=frames.device)
@@ -456,18 +458,48 @@ def _full_pass_pieces(
         keep = slice(first - read_first, min(last - read_first, frames.shape[0]))
         target = slice(first, first + keep.stop - keep.start)
         logits[target] = frames[keep]
+        has_audio = frame_mask(lens, frames.shape[0])[0]
         valid[target] = (out["frame_valid"][0] & has_audio)[keep]
         if attention is not None:
             attention[target] = out["attention_logits"][0, keep]
-    if not bool(valid.any()):
+    return logits, attention, valid
+
+
+def _full_pass_pieces(
+    model, path, sample_rate, window, hop, chunk_seconds, variant, device, passes
+):
+    """The same as :func:`_windowed_pieces` for a frame-local model: the
+    windows are pooled on the frame outputs of one pass over the file
+    (:func:`_full_pass_frames`). Passes are kept in ``passes`` by speed: a
+    time shift only moves the pooled windows, so it reuses the pass of its
+    speed, and its frames, already counted, are not given again (None)."""
+    speed, offset = variant
+    new_pass = speed not in passes
+    if new_pass:
+        passes[speed] = _full_pass_frames(
+            model, path, sample_rate, window, chunk_seconds, speed, device
+        )
+    logits, attention, valid = passes[speed]
+    frame_hop = model.frame_hop
+    window_frames = math.ceil(window * sample_rate / frame_hop - 1e-6)
+    hop_frames = _in_frames(hop * sample_rate, frame_hop)
+    first = int(round(offset * sample_rate / frame_hop))
+    if first > 0 and logits.shape[0] - first < window_frames:
+        return
+    if not bool(valid[first:].any()):
         return
     clip_logits = pool_windows(
-        model.head, logits, attention, window_frames, hop_frames, valid
+        model.head,
+        logits[first:],
+        None if attention is None else attention[first:],
+        window_frames,
+        hop_frames,
+        valid[first:],
     )
     yield (
         frame_hop / sample_rate,
-        np.array([offset_frames]),
-        torch.sigmoid(logits)[None],
+        np.array([0]),
+        torch.sigmoid(logits)[None] if new_pass else None,
         valid[None],
         torch.sigmoid(clip_logits),
     )
@@ -540,14 +572,15 @@ def score_file(
     >>> out["frame_probs"].shape, out["frame_times"][:2].tolist()
     ((10, 1), [0.5, 1.5])
     """
-    if chunk_seconds < window:
+    one_pass = full_pass and getattr(model, "frame_hop", None)
+    if one_pass and chunk_seconds < window:
         raise ValueError(
             f"chunk_seconds ({chunk_seconds}) must be at least the window ({window})"
         )
     duration = audio_info(path)["duration"]
-    one_pass = full_pass and getattr(model, "frame_hop", None)
     clip_per_variant = []
     sums = counts = frame_seconds = None
+    passes = {}
     with torch.no_grad():
         for variant in tta_variants(tta, hop):
             if one_pass:
@@ -560,6 +593,7 @@ def score_file(
                     chunk_seconds,
                     variant,
                     device,
+                    passes,
                 )
             else:
                 pieces = _windowed_pieces(
@@ -569,6 +603,8 @@ def score_file(
             for frame_seconds, first, frames, valid, clips in pieces:
                 best = clips.amax(0).cpu()
                 clip_max = best if clip_max is None else torch.maximum(clip_max, best)
+                if frames is None:  # already counted
+                    continue
                 frames = frames.cpu().double().numpy()
                 valid = valid.cpu().numpy()
                 if sums is None:

@@ -127,6 +127,7 @@ class SpeciesDetector(Pretrained):
         )
         # Scoring runs a copy with BatchNorms folded into the convolutions
         # (same outputs, faster); ``mods.model`` stays as trained, for export.
+        # The copy is made here: weights changed later are not scored.
         self.scoring_model = self.mods.model
         if not self.mods.model.training:
             probe = torch.randn(

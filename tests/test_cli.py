@@ -168,6 +168,16 @@ def test_detect_rejects_bad_arguments(tmp_path, model_dir, capsys):
     with pytest.raises(SystemExit):
         cli.detect_main([str(tmp_path / "missing"), "--model", model_dir, "--out", "o"])
     assert "neither a file nor a folder" in capsys.readouterr().err
+    write_tones(tmp_path / "a.wav", 3.0, [])
+    for extra in (
+        ["--chunk-seconds", "1.5"],
+        ["--window", "4", "--chunk-seconds", "3"],
+    ):
+        with pytest.raises(SystemExit):
+            cli.detect_main([str(tmp_path / "a.wav"), "--model", model_dir,
+                             "--out", str(tmp_path / "o"), *extra])  # fmt: skip
+        assert "--chunk-seconds" in capsys.readouterr().err
+    assert not list((tmp_path / "o").glob("*"))  # refused before any scoring
 
 
 def test_submit_follows_sample_submission(tmp_path, model_dir, capsys):

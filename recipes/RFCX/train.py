@@ -7,8 +7,9 @@
         --distributed_backend=gloo --device=cpu
 
 Crops are drawn around TP (and, with masked supervision, FP) boxes; the
-held-out fold is scored on whole recordings with the sliding-window code of
-``speechbrain_rfcx.inference``; the best checkpoint by validation lwlrap is
+held-out fold is scored on whole recordings with the inference code of
+``speechbrain_rfcx.inference`` (one pass per recording for convolutional
+models, every window otherwise); the best checkpoint by validation lwlrap is
 kept. At the end the best checkpoint scores every held-out recording (out-of-
 fold predictions and a per-species lwlrap table) and, when the data has
 complete test labels (the synthetic data does), the test set. Running the same command again resumes
