@@ -24,7 +24,8 @@ hparams read by SEDBrain:
 - ``seed``: each training epoch reseeds every RNG from it and the epoch;
 - ``sample_rate``, ``valid_window`` and ``valid_hop`` (seconds),
   ``valid_batch_windows`` (windows per forward pass of the models that run
-  every window);
+  every window); optional ``valid_full_pass`` (default True): False runs
+  every window of convolutional models too (slower, as ``--windowed``);
 - ``loggers``: a list of SpeechBrain train loggers (text file, TensorBoard);
   ``epoch_counter``; ``class_names`` for the per-species table.
 """
@@ -101,6 +102,7 @@ class SEDBrain(sb.Brain):
             window=int(round(self.hparams.valid_window * rate)),
             hop=int(round(self.hparams.valid_hop * rate)),
             batch_size=self.hparams.valid_batch_windows,
+            full_pass=getattr(self.hparams, "valid_full_pass", True),
         )
 
     def compute_objectives(self, predictions, batch, stage):

@@ -2,6 +2,7 @@
 
 import functools
 
+import pytest
 import torch
 
 from speechbrain_rfcx.brain import SEDBrain
@@ -9,8 +10,8 @@ from speechbrain_rfcx.losses import CentreLoss, ClipBCE, SEDLoss
 from speechbrain_rfcx.models import create_model
 
 
-def _brain(loss_opt_class):
-    model = create_model(
+def _brain(loss_opt_class, model=None, **extra_hparams):
+    model = model or create_model(
         "crnn_sed",
         n_classes=3,
         sample_rate=8000,
@@ -31,6 +32,7 @@ def _brain(loss_opt_class):
         "valid_window": 1.0,
         "valid_hop": 0.5,
         "valid_batch_windows": 4,
+        **extra_hparams,
     }
     brain = SEDBrain(
         modules={"model": model, "loss": loss},
@@ -74,3 +76,25 @@ def test_validation_scores_whole_recordings_by_their_best_window():
         assert torch.equal(scores["clip_logits"][b], windows.amax(0))
     alone = brain.score(wavs[1:, : 8000 * 3 // 2], torch.ones(1))["clip_logits"]
     torch.testing.assert_close(alone[0], scores["clip_logits"][1])
+
+
+@pytest.mark.parametrize("full_pass", [True, False])
+def test_valid_full_pass_chooses_one_pass_or_every_window(full_pass):
+    cnn = create_model(
+        "panns_cnn14",
+        n_classes=3,
+        sample_rate=8000,
+        n_fft=256,
+        hop_length=80,
+        n_mels=32,
+        channels=(4, 8),
+    ).eval()
+    brain, model, _ = _brain(None, model=cnn, valid_full_pass=full_pass)
+    shapes = []
+    model.register_forward_hook(lambda m, args, out: shapes.append(args[0].shape))
+    scores = brain.score(0.01 * torch.randn(2, 8000 * 3), torch.tensor([1.0, 0.5]))
+    if full_pass:  # the batch of recordings, once (padded to whole frames)
+        assert shapes == [(2, 24000)]
+    else:  # 5 + 2 windows of 1 s, 4 per pass
+        assert shapes == [(4, 8000), (3, 8000)]
+    assert [w.shape[0] for w in scores["window_logits"]] == [5, 2]
