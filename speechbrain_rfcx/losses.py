@@ -143,6 +143,16 @@ def _weighted_mean(values, weights):
     return (values * weights).sum() / total.clamp_min(tiny)
 
 
+def _clip_cell_mean(cell_loss, targets, masked, name):
+    """Mean of a (B, C) clip loss over every cell, or with ``masked`` over the
+    known cells only (``label_mask`` = 1: TP or FP)."""
+    if not masked:
+        return cell_loss.mean()
+    label_mask = _get(targets, "label_mask", f"{name}(masked=True)")
+    _check_same_shape(label_mask, cell_loss, "label_mask", "clip_logits")
+    return _weighted_mean(cell_loss, label_mask.to(cell_loss.dtype))
+
+
 def _frame_weights(targets, n_frames, batch, owner):
     """Valid-frame mask (B, n_frames) from targets['lens'] (all 1 if absent)."""
     lens = targets.get("lens")
@@ -206,11 +216,7 @@ class ClipBCE(torch.nn.Module):
         cell_loss = F.binary_cross_entropy_with_logits(
             logits, target.to(logits.dtype), pos_weight=pos_weight, reduction="none"
         )
-        if not self.masked:
-            return cell_loss.mean()
-        label_mask = _get(targets, "label_mask", "ClipBCE(masked=True)")
-        _check_same_shape(label_mask, logits, "label_mask", "clip_logits")
-        return _weighted_mean(cell_loss, label_mask.to(logits.dtype))
+        return _clip_cell_mean(cell_loss, targets, self.masked, "ClipBCE")
 
 
 class FocalBCE(torch.nn.Module):
@@ -259,11 +265,7 @@ class FocalBCE(torch.nn.Module):
             gamma=self.gamma,
             reduction="none",
         )
-        if not self.masked:
-            return cell_loss.mean()
-        label_mask = _get(targets, "label_mask", "FocalBCE(masked=True)")
-        _check_same_shape(label_mask, logits, "label_mask", "clip_logits")
-        return _weighted_mean(cell_loss, label_mask.to(logits.dtype))
+        return _clip_cell_mean(cell_loss, targets, self.masked, "FocalBCE")
 
 
 class FrameBCE(torch.nn.Module):
