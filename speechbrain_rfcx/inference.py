@@ -54,6 +54,20 @@ def _in_frames(samples, frame_hop):
     return max(1, int(round(samples / frame_hop)))
 
 
+def _pooling_frames(window, hop, frame_hop):
+    """Window (rounded up, as the model frames a window) and hop (rounded) in
+    frames, from samples: the windows that one-pass scoring pools."""
+    return math.ceil(window / frame_hop - 1e-6), _in_frames(hop, frame_hop)
+
+
+def _one_pass_length(n_samples, window, frame_hop, speed=1.0):
+    """Samples a one-pass input is zero padded to: at least a window, whole
+    frames (models whose pooling rounds down would otherwise drop the last
+    partial frame), and room for a slowed-down pass (``speed < 1``) to keep
+    all of its audio."""
+    return math.ceil(max(n_samples, window) / frame_hop / min(speed, 1.0)) * frame_hop
+
+
 def split_windows(wav, window, hop):
     """Cut one recording ``(samples,)`` into ``(W, window)`` windows.
 
@@ -123,8 +137,7 @@ def score_recordings(model, wavs, lens, window, hop, batch_size=16, full_pass=Tr
     frame_hop = getattr(model, "frame_hop", None) if full_pass else None
     if frame_hop:
         n_samples = wavs.shape[1]
-        # At least a window, in whole frames (as score_file pads its chunks).
-        padded = math.ceil(max(n_samples, window) / frame_hop) * frame_hop
+        padded = _one_pass_length(n_samples, window, frame_hop)
         wavs = torch.nn.functional.pad(wavs, (0, padded - n_samples))
         lens = lens * n_samples / padded
         outputs = model(wavs, lens)
@@ -137,8 +150,7 @@ def score_recordings(model, wavs, lens, window, hop, batch_size=16, full_pass=Tr
                     model.head,
                     outputs["frame_logits"][b, :n].float(),
                     None if attention is None else attention[b, :n].float(),
-                    math.ceil(window / frame_hop - 1e-6),
-                    _in_frames(hop, frame_hop),
+                    *_pooling_frames(window, hop, frame_hop),
                 )
             )
         return {
@@ -418,14 +430,15 @@ def _windowed_pieces(
         )
 
 
-def _full_pass_frames(model, path, sample_rate, window, chunk_seconds, speed, device):
+def _full_pass_frames(
+    model, path, n_samples, sample_rate, window, chunk_seconds, speed, device
+):
     """Frame and attention logits (T, C) of a whole file on the model's frame
     grid, and their validity (T,), from one pass of a frame-local model per
     chunk of ``chunk_seconds`` (each read with half a window of context on
     both sides). Slowed-down passes (``speed < 1``) are zero padded first, so
     that no audio is cropped away."""
     frame_hop = model.frame_hop
-    n_samples = int(round(audio_info(path)["duration"] * sample_rate))
     window_n = int(round(window * sample_rate))
     n_frames = max(1, math.ceil(n_samples / frame_hop))
     chunk = _in_frames(chunk_seconds * sample_rate, frame_hop)
@@ -442,10 +455,8 @@ def _full_pass_frames(model, path, sample_rate, window, chunk_seconds, speed, de
             duration=(end - start) / sample_rate,
             sample_rate=sample_rate,
         )
-        # Pad to a window at least, and to whole frames: models whose pooling
-        # rounds down would otherwise drop the last partial frame.
-        padded = max(segment.shape[0], window_n, (last - read_first) * frame_hop)
-        padded = math.ceil(padded / frame_hop / min(speed, 1.0)) * frame_hop
+        covered = max(segment.shape[0], (last - read_first) * frame_hop)
+        padded = _one_pass_length(covered, window_n, frame_hop, speed)
         lens = torch.tensor([max(segment.shape[0], 1) / padded], device=device)
         segment = torch.nn.functional.pad(segment, (0, padded - segment.shape[0]))
         out = window_outputs(model, segment[None].to(device), lens, speed)
@@ -466,7 +477,16 @@ def _full_pass_frames(model, path, sample_rate, window, chunk_seconds, speed, de
 
 
 def _full_pass_pieces(
-    model, path, sample_rate, window, hop, chunk_seconds, variant, device, passes
+    model,
+    path,
+    n_samples,
+    sample_rate,
+    window,
+    hop,
+    chunk_seconds,
+    variant,
+    device,
+    passes,
 ):
     """The same as :func:`_windowed_pieces` for a frame-local model: the
     windows are pooled on the frame outputs of one pass over the file
@@ -477,12 +497,13 @@ def _full_pass_pieces(
     new_pass = speed not in passes
     if new_pass:
         passes[speed] = _full_pass_frames(
-            model, path, sample_rate, window, chunk_seconds, speed, device
+            model, path, n_samples, sample_rate, window, chunk_seconds, speed, device
         )
     logits, attention, valid = passes[speed]
     frame_hop = model.frame_hop
-    window_frames = math.ceil(window * sample_rate / frame_hop - 1e-6)
-    hop_frames = _in_frames(hop * sample_rate, frame_hop)
+    window_frames, hop_frames = _pooling_frames(
+        window * sample_rate, hop * sample_rate, frame_hop
+    )
     first = int(round(offset * sample_rate / frame_hop))
     if first > 0 and logits.shape[0] - first < window_frames:
         return
@@ -587,6 +608,7 @@ def score_file(
                 pieces = _full_pass_pieces(
                     model,
                     path,
+                    int(round(duration * sample_rate)),
                     sample_rate,
                     window,
                     hop,

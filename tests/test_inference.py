@@ -374,7 +374,7 @@ def test_one_pass_gives_every_frame_an_estimate(tmp_path, seconds):
     assert (result["frame_probs"].sum(1) > 0).all()  # no frame left at zero
     for speed in (1.0, 0.8, 1.25):
         _, _, valid = inference._full_pass_frames(
-            model, path, rate, 1.0, 2.0, speed, "cpu"
+            model, path, len(noise), rate, 1.0, 2.0, speed, "cpu"
         )
         assert valid.all(), speed
 

@@ -214,11 +214,11 @@ class SEDModel(nn.Module):
 
     Subclasses set ``self.head`` (an ``AttentionSEDHead``) and implement
     ``encode(feats, rel_lens) -> (B, T', D)`` where ``feats`` is (B, C_in, T, F).
-    Convolutional subclasses set ``frame_local = True`` and ``time_reduction``
-    (feature frames per output frame): each output frame then depends on
-    nearby audio only, so ``speechbrain_rfcx.inference`` may score a whole
-    recording in one pass and pool windows on its frames instead of running
-    overlapping windows.
+    Convolutional subclasses set ``time_reduction`` (feature frames per
+    output frame), declaring that each output frame depends on nearby audio
+    only, so ``speechbrain_rfcx.inference`` may score a whole recording in one
+    pass and pool windows on its frames instead of running overlapping
+    windows.
 
     Arguments
     ---------
@@ -275,8 +275,7 @@ class SEDModel(nn.Module):
         self.bn0 = nn.BatchNorm1d(self.features.n_mels)
         self.feature_augment = feature_augment
 
-    frame_local = False
-    time_reduction = None
+    time_reduction = None  # set by frame-local (convolutional) subclasses
 
     @property
     def frame_hop(self):
@@ -289,7 +288,7 @@ class SEDModel(nn.Module):
         >>> model.frame_hop  # hop_length * 2 (one 2x2 pooling)
         256
         """
-        if not self.frame_local or self.features.top_db is not None:
+        if self.time_reduction is None or self.features.top_db is not None:
             return None  # top_db floors each input at its own maximum
         return self.features.hop_length * self.time_reduction
 

@@ -128,8 +128,6 @@ class PANNsCNN14(SEDModel):
         if pretrained_path is not None:
             self.pretrained_report = load_panns_checkpoint(self, pretrained_path)
 
-    frame_local = True
-
     def encode(self, feats, rel_lens):
         """(B, C_in, T, F) -> conv blocks -> neck -> (B, T / 32, 2048)."""
         if feats.shape[2] < self.downsampling:

@@ -95,8 +95,6 @@ class TimmSED(SEDModel):
             self.neck.out_features, self.n_classes, self.pooling
         )
 
-    frame_local = True
-
     def encode(self, feats, rel_lens):
         """(B, C_in, T, F) -> backbone feature map -> neck -> (B, T', D)."""
         if self.channels_last:
