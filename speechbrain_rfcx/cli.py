@@ -28,19 +28,21 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm import tqdm
 
 from speechbrain_rfcx._io import remove_stale_temporaries, write_atomically
 from speechbrain_rfcx.data.audio import AudioError
-from speechbrain_rfcx.detections import (
-    frames_to_detections,
+from speechbrain_rfcx.detections.events import frames_to_detections, read_thresholds
+from speechbrain_rfcx.detections.submission import (
+    read_priors,
     rescale_to_priors,
+    write_submission,
+)
+from speechbrain_rfcx.detections.tables import (
     write_audacity_labels,
     write_detections_csv,
     write_raven_table,
-    write_submission,
 )
 from speechbrain_rfcx.inference import tta_variants
 from speechbrain_rfcx.interface import SpeciesDetector, ensemble_detect_file
@@ -139,57 +141,6 @@ def parse_formats(values):
             if name not in formats:
                 formats.append(name)
     return formats
-
-
-def read_thresholds(path, n_classes):
-    """Per-species thresholds from a CSV with ``species_id,threshold`` columns.
-
-    Species not listed keep ``--threshold``.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "t.csv")
-    >>> _ = open(path, "w").write("species_id,threshold\\n3,0.8\\n")
-    >>> read_thresholds(path, 24)
-    {3: 0.8}
-    """
-    table = pd.read_csv(path)
-    missing = [c for c in ("species_id", "threshold") if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
-    thresholds = {}
-    for line, row in enumerate(table.itertuples(index=False), start=2):
-        species, value = row.species_id, float(row.threshold)
-        if int(species) != species or not 0 <= species < n_classes:
-            raise ValueError(
-                f"{path} line {line}: species_id {species!r} not in 0..{n_classes - 1}"
-            )
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{path} line {line}: threshold {value!r} not in [0, 1]")
-        thresholds[int(species)] = value
-    return thresholds
-
-
-def read_priors(path, n_classes):
-    """Class priors from a CSV with ``species_id,prior`` columns (every species).
-
-    Example
-    -------
-    >>> import tempfile
-    >>> path = os.path.join(tempfile.mkdtemp(), "p.csv")
-    >>> _ = open(path, "w").write("species_id,prior\\n1,0.2\\n0,0.1\\n")
-    >>> read_priors(path, 2).tolist()
-    [0.1, 0.2]
-    """
-    table = pd.read_csv(path)
-    missing = [c for c in ("species_id", "prior") if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
-    ids = sorted(int(s) for s in table["species_id"])
-    if ids != list(range(n_classes)):
-        raise ValueError(f"{path}: species_id must list 0..{n_classes - 1} once each")
-    return table.sort_values("species_id")["prior"].to_numpy(dtype=float)
 
 
 def make_output_folder(folder, option):

@@ -30,8 +30,7 @@ from speechbrain.utils.autocast import AMPConfig, TorchAutocast
 from speechbrain.utils.checkpoints import Checkpointer
 
 from speechbrain_rfcx._io import write_atomically
-from speechbrain_rfcx.data.annotations import read_rfcx_csv
-from speechbrain_rfcx.detections import species_bands
+from speechbrain_rfcx.data.annotations import read_rfcx_csv, species_bands
 from speechbrain_rfcx.experiment import DATA_SOURCE_FILE
 from speechbrain_rfcx.inference import average_results, score_file
 from speechbrain_rfcx.models.fusion import fold_batch_norms

@@ -19,8 +19,8 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator
 
 from speechbrain_rfcx._io import write_atomically
+from speechbrain_rfcx.data.annotations import species_name
 from speechbrain_rfcx.data.audio import audio_info, read_segment
-from speechbrain_rfcx.detections import _species_name
 from speechbrain_rfcx.features import LogMelFeatures
 
 _DYNAMIC_RANGE_DB = 80.0
@@ -133,7 +133,7 @@ def plot_detections(
     Example
     -------
     >>> import tempfile
-    >>> from speechbrain_rfcx.detections import Detection
+    >>> from speechbrain_rfcx.detections.events import Detection
     >>> path = os.path.join(tempfile.mkdtemp(), "plot.png")
     >>> wav = np.random.default_rng(0).normal(size=8000)
     >>> plot_detections(path, wav, 8000, [Detection(0, 0.2, 0.6, 0.9, 500.0, 1500.0)],
@@ -232,7 +232,7 @@ def plot_detections(
         spec_axes.text(
             d.t_min,
             top,
-            f"{_species_name(d.species_id, species_names)} {d.score:.2f}",
+            f"{species_name(d.species_id, species_names)} {d.score:.2f}",
             fontsize=7,
             color="black",
             va="top" if top > 0.95 * y_top else "bottom",
@@ -254,7 +254,7 @@ def plot_detections(
                 frame_probs[:, species],
                 color=_species_colour(species),
                 linewidth=1.2,
-                label=f"{_species_name(species, species_names)} "
+                label=f"{species_name(species, species_names)} "
                 f"(max {peaks[species]:.2f})",
             )
         trace_axes.set_ylim(-0.02, 1.02)

@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 import speechbrain_rfcx.cli as cli
-from speechbrain_rfcx.detections import read_audacity_labels, read_raven_table
+from speechbrain_rfcx.detections.tables import read_audacity_labels, read_raven_table
 from speechbrain_rfcx.interface import SpeciesDetector
 
 RATE = 1000

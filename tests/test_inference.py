@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 
 import speechbrain_rfcx.inference as inference
-from speechbrain_rfcx.detections import frames_to_detections
+from speechbrain_rfcx.detections.events import frames_to_detections
 from speechbrain_rfcx.inference import (
     average_results,
     iter_window_batches,

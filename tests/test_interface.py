@@ -11,8 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from speechbrain_rfcx.data.annotations import read_rfcx_csv
-from speechbrain_rfcx.detections import species_bands
+from speechbrain_rfcx.data.annotations import read_rfcx_csv, species_bands
 from speechbrain_rfcx.inference import score_file
 from speechbrain_rfcx.interface import (
     ModelFolderError,

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 from matplotlib.image import imread
 
-from speechbrain_rfcx.detections import Detection
+from speechbrain_rfcx.detections.events import Detection
 from speechbrain_rfcx.plot import plot_detections
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

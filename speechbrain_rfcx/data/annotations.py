@@ -1,5 +1,9 @@
 """Time-frequency box annotations in the RFCX (Kaggle) CSV format.
 
+Also the species naming shared by every table (``s<id>`` columns and
+labels) and the frequency band of each species in a set of boxes
+(:func:`species_bands`, what detections are given as their band).
+
 A row of ``train_tp.csv`` / ``train_fp.csv`` is one box::
 
     recording_id,species_id,songtype_id,t_min,f_min,t_max,f_max
@@ -12,6 +16,7 @@ planted bad row is found at once.
 """
 
 import math
+import re
 from dataclasses import asdict, dataclass
 
 import pandas as pd
@@ -27,6 +32,7 @@ RFCX_COLUMNS = (
 )
 N_SPECIES = 24
 _NUMERIC_COLUMNS = RFCX_COLUMNS[1:]
+_SPECIES_COLUMN = re.compile(r"s(\d+)")
 
 
 class AnnotationError(ValueError):
@@ -279,3 +285,125 @@ def boxes_by_recording(df):
             )
         )
     return grouped
+
+
+# ---------------------------------------------------------------------------
+# Species names and bands
+# ---------------------------------------------------------------------------
+
+
+def species_column(species_id):
+    """The column name (and default label) of a species: ``s<id>``.
+
+    Example
+    -------
+    >>> species_column(3)
+    's3'
+    """
+    return f"s{int(species_id)}"
+
+
+def species_columns(n_classes=N_SPECIES):
+    """``["s0", ..., "s{C-1}"]``: the species columns of score tables.
+
+    Example
+    -------
+    >>> species_columns(3)
+    ['s0', 's1', 's2']
+    """
+    return [species_column(c) for c in range(n_classes)]
+
+
+def species_column_id(text):
+    """The species id of an ``s<id>`` name, or None for any other text.
+
+    Example
+    -------
+    >>> species_column_id("s12"), species_column_id("coqui")
+    (12, None)
+    """
+    match = _SPECIES_COLUMN.fullmatch(text)
+    return None if match is None else int(match.group(1))
+
+
+def species_name(species_id, species_names=None):
+    """The display name of a species: from ``species_names`` or ``s<id>``.
+
+    Arguments
+    ---------
+    species_id : int
+        The species.
+    species_names : list or dict, optional
+        ``species_id -> name``; species without one are called ``s<id>``.
+
+    Example
+    -------
+    >>> species_name(1, ["coqui", "tink frog"]), species_name(5, {1: "coqui"})
+    ('tink frog', 's5')
+    """
+    name = None
+    if species_names is not None:
+        if isinstance(species_names, dict):
+            name = species_names.get(species_id)
+        elif species_id < len(species_names):
+            name = species_names[species_id]
+    name = species_column(species_id) if name is None else str(name)
+    if any(c in name for c in "\t\r\n") or not name.strip():
+        raise ValueError(f"species name {name!r} of species {species_id} is not usable")
+    return name
+
+
+def species_bands(boxes, quantiles=(0.05, 0.95)):
+    """The frequency band of each species in a set of annotation boxes.
+
+    The band runs from the ``quantiles[0]`` quantile of the boxes' ``f_min``
+    to the ``quantiles[1]`` quantile of their ``f_max`` (linear
+    interpolation, as :meth:`pandas.Series.quantile`), so a few badly drawn
+    boxes do not widen it. ``(0, 1)`` gives the full extent.
+
+    Arguments
+    ---------
+    boxes : pandas.DataFrame or list
+        A frame with ``species_id``, ``f_min``, ``f_max`` columns (as
+        :func:`~speechbrain_rfcx.data.annotations.read_rfcx_csv` returns), or
+        a list of :class:`~speechbrain_rfcx.data.annotations.Box`.
+    quantiles : tuple of float
+        Lower and upper quantile, ``0 <= low < high <= 1``.
+
+    Returns
+    -------
+    dict
+        ``species_id -> (f_min, f_max)`` in Hz, species in increasing order.
+
+    Example
+    -------
+    >>> boxes = [Box(3, 1, 0.0, 1000.0, 1.0, 2000.0),
+    ...          Box(3, 1, 5.0, 1200.0, 6.0, 3000.0)]
+    >>> species_bands(boxes, quantiles=(0.0, 1.0))
+    {3: (1000.0, 3000.0)}
+    """
+    low, high = quantiles
+    if not 0 <= low < high <= 1:
+        raise ValueError(
+            f"quantiles must satisfy 0 <= low < high <= 1, got {quantiles}"
+        )
+    if isinstance(boxes, pd.DataFrame):
+        missing = [c for c in ("species_id", "f_min", "f_max") if c not in boxes]
+        if missing:
+            raise ValueError(f"boxes lacks column(s) {', '.join(missing)}")
+        frame = boxes[["species_id", "f_min", "f_max"]]
+    else:
+        frame = pd.DataFrame(
+            {
+                "species_id": [b.species_id for b in boxes],
+                "f_min": [b.f_min for b in boxes],
+                "f_max": [b.f_max for b in boxes],
+            }
+        )
+    bands = {}
+    for species, group in frame.groupby("species_id", sort=True):
+        bands[int(species)] = (
+            float(group["f_min"].astype(float).quantile(low)),
+            float(group["f_max"].astype(float).quantile(high)),
+        )
+    return bands

@@ -1,11 +1,14 @@
-"""RFCX CSV reading: types, extra columns, and line-numbered errors."""
+"""RFCX CSV reading: types, extra columns, and line-numbered errors; bands."""
 
+import pandas as pd
 import pytest
 
 from speechbrain_rfcx.data.annotations import (
     AnnotationError,
+    Box,
     boxes_by_recording,
     read_rfcx_csv,
+    species_bands,
 )
 
 HEADER = "recording_id,species_id,songtype_id,t_min,f_min,t_max,f_max"
@@ -62,3 +65,32 @@ def test_not_a_csv(tmp_path):
     path.write_bytes(b"\xff\xfe\x00garbage\x00\n\x01")
     with pytest.raises(AnnotationError, match="x.csv"):
         read_rfcx_csv(path)
+
+
+# ---------------------------------------------------------------------------
+# species_bands
+# ---------------------------------------------------------------------------
+
+
+def test_species_bands_quantiles_by_hand():
+    f_mins = [100.0, 200.0, 300.0, 400.0, 500.0]
+    f_maxs = [1000.0, 2000.0, 3000.0, 4000.0, 5000.0]
+    boxes = [Box(4, 1, 0.0, lo, 1.0, hi) for lo, hi in zip(f_mins, f_maxs)]
+    boxes.append(Box(1, 1, 0.0, 50.0, 1.0, 60.0))
+    # linear interpolation: quantile q of 5 sorted values sits at index 4 q
+    assert species_bands(boxes, quantiles=(0.25, 0.75)) == {
+        1: (50.0, 60.0),
+        4: (200.0, 4000.0),
+    }
+    assert species_bands(boxes, quantiles=(0.1, 0.9))[4] == (140.0, 4600.0)
+    frame = pd.DataFrame([b.to_dict() for b in boxes])
+    assert species_bands(frame) == species_bands(boxes)
+    assert list(species_bands(frame)) == [1, 4]
+
+
+def test_species_bands_rejects_bad_input():
+    with pytest.raises(ValueError, match="quantiles"):
+        species_bands([], quantiles=(0.9, 0.1))
+    with pytest.raises(ValueError, match="f_max"):
+        species_bands(pd.DataFrame({"species_id": [0], "f_min": [1.0]}))
+    assert species_bands([]) == {}

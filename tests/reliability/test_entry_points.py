@@ -27,7 +27,7 @@ import soundfile as sf
 
 import speechbrain_rfcx.cli as cli
 from speechbrain_rfcx.data.audio import AudioError
-from speechbrain_rfcx.detections import read_raven_table
+from speechbrain_rfcx.detections.tables import read_raven_table
 from speechbrain_rfcx.interface import ModelFolderError, SpeciesDetector
 
 RATE = 1000  # the stand-in model's rate
