@@ -14,11 +14,16 @@ from speechbrain.dataio.dataio import load_data_json
 from speechbrain.utils.distributed import run_on_main
 
 from speechbrain_rfcx._io import write_atomically
-from speechbrain_rfcx.data.annotations import boxes_by_recording, read_rfcx_csv
+from speechbrain_rfcx.data.annotations import (
+    boxes_by_recording,
+    read_rfcx_csv,
+    species_bands,
+)
 from speechbrain_rfcx.data.pipelines import crop_dataset, recording_dataset
 from speechbrain_rfcx.data.prepare import prepare_rfcx
 from speechbrain_rfcx.data.sampling import anchored_entries, make_train_sampler
 from speechbrain_rfcx.data.synthetic import generate_rfcx_dataset
+from speechbrain_rfcx.interface import training_settings
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +105,28 @@ def prepare(hparams, data_folder):
         os.path.join(hparams["prepare_folder"], "train.json"),
         replacements={"data_root": os.path.abspath(data_folder)},
     )
+
+
+def save_detector_settings(hparams, data_folder):
+    """Make the fold folder a complete detector: write its inference settings.
+
+    The rate, classes, validation windows, class names and the species
+    bands of the training TP boxes (``train_tp.csv``) go to
+    ``<fold_folder>/detector_settings.yaml``
+    (:class:`~speechbrain_rfcx.interface.DetectorSettings`), so that
+    :class:`~speechbrain_rfcx.interface.SpeciesDetector` loads the fold
+    folder without the training data.
+
+    Returns
+    -------
+    str
+        The fold folder.
+    """
+    boxes = read_rfcx_csv(
+        os.path.join(data_folder, "train_tp.csv"), hparams["n_classes"]
+    )
+    settings = training_settings(hparams, species_bands=species_bands(boxes))
+    return settings.write(hparams["fold_folder"])
 
 
 def crop_sources(hparams):

@@ -1,16 +1,18 @@
 """SpeciesDetector: a trained SED model ready to score recordings, offline.
 
-A detector loads from either
+A detector is a folder that holds everything it needs; it loads from either
 
 * a **training fold folder** (``<output_root>/<experiment>/<seed>/fold<K>/``):
   the model block of its ``hyperparams.yaml`` (saved resolved by SpeechBrain,
-  command-line overrides applied) is built, and the weights of the checkpoint
-  with the best validation lwlrap are loaded; windows default to the
-  validation windows of training; species bands come from the ``train_tp.csv``
-  of the data folder the fold was trained on, when it is still there;
+  command-line overrides applied) is built, the weights of the checkpoint
+  with the best validation lwlrap are loaded, and the inference settings
+  (rate, classes, windows, class names, species bands from the training
+  boxes) are read from the ``detector_settings.yaml`` that training writes
+  there (:class:`DetectorSettings`); the training data is never read, so the
+  folder keeps working when the data is moved or deleted;
 * an **exported folder** (:meth:`SpeciesDetector.export`): ``detector.yaml``
-  (the model block and the inference settings, bands included) and
-  ``model.ckpt`` (the state dict), nothing else needed.
+  (the model block and the same settings) and ``model.ckpt`` (the state
+  dict), nothing else needed.
 
 Audio is read with :func:`~speechbrain_rfcx.data.audio.read_segment` at the
 model's own rate (mono, resampled), not with ``Pretrained.load_audio``, which
@@ -18,8 +20,8 @@ would resample to 16 kHz.
 """
 
 import io
-import json
 import os
+from dataclasses import dataclass
 
 import torch
 from hyperpyyaml import load_hyperpyyaml
@@ -30,14 +32,13 @@ from speechbrain.utils.autocast import AMPConfig, TorchAutocast
 from speechbrain.utils.checkpoints import Checkpointer
 
 from speechbrain_rfcx._io import write_atomically
-from speechbrain_rfcx.data.annotations import read_rfcx_csv, species_bands
-from speechbrain_rfcx.experiment import DATA_SOURCE_FILE
 from speechbrain_rfcx.inference import average_results, score_file
 from speechbrain_rfcx.models.fusion import fold_batch_norms
 
 EXPORT_YAML = "detector.yaml"
 EXPORT_WEIGHTS = "model.ckpt"
 TRAINING_YAML = "hyperparams.yaml"
+SETTINGS_FILE = "detector_settings.yaml"
 
 
 class ModelFolderError(ValueError):
@@ -61,19 +62,147 @@ def _model_node(document, path):
     return node
 
 
-def _training_bands(fold_folder, document, n_classes):
-    """Species bands of the training TP boxes, or None when the data is gone."""
-    record = os.path.join(
-        os.path.dirname(os.path.abspath(fold_folder)), DATA_SOURCE_FILE
+@dataclass(frozen=True)
+class DetectorSettings:
+    """What a detector needs besides its model: rate, classes, windows, names, bands.
+
+    Training writes them into the fold folder (:meth:`write`), an export
+    into ``detector.yaml`` (next to the model block), so that a detector
+    folder never needs the data it was trained on.
+
+    Arguments
+    ---------
+    sample_rate : int
+        The model's rate in Hz.
+    n_classes : int
+        Number of species.
+    window, hop : float
+        Default scoring windows in seconds (training's validation windows).
+    class_names : list of str, optional
+        Species names (None: ``s<id>``).
+    species_bands : dict, optional
+        ``{species_id: (f_min, f_max)}`` in Hz, from the training boxes.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> settings = DetectorSettings(16000, 2, 4.0, 2.0, species_bands={1: (5.0, 9.0)})
+    >>> folder = tempfile.mkdtemp()
+    >>> DetectorSettings.read(settings.write(folder)) == settings
+    True
+    >>> sorted(settings.to_document())[:3]
+    ['class_names', 'hop', 'n_classes']
+    """
+
+    sample_rate: int
+    n_classes: int
+    window: float
+    hop: float
+    class_names: tuple = None
+    species_bands: dict = None
+
+    REQUIRED = ("sample_rate", "window", "hop", "n_classes")
+
+    def __post_init__(self):
+        for name, kind in (("sample_rate", int), ("n_classes", int)):
+            object.__setattr__(self, name, kind(getattr(self, name)))
+        for name in ("window", "hop"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        if self.class_names is not None:
+            object.__setattr__(self, "class_names", tuple(self.class_names))
+        if self.species_bands is not None:
+            bands = {
+                int(s): (float(lo), float(hi))
+                for s, (lo, hi) in self.species_bands.items()
+            }
+            object.__setattr__(self, "species_bands", bands or None)
+
+    def to_document(self):
+        """Plain types, as written in the yaml files (and given to
+        ``SpeciesDetector`` as hparams)."""
+        bands = self.species_bands
+        return {
+            "sample_rate": self.sample_rate,
+            "n_classes": self.n_classes,
+            "window": self.window,
+            "hop": self.hop,
+            "class_names": list(self.class_names) if self.class_names else None,
+            "species_bands": (
+                {s: [lo, hi] for s, (lo, hi) in bands.items()} if bands else None
+            ),
+        }
+
+    @classmethod
+    def from_document(cls, document, path):
+        """Settings of a loaded yaml document; ``path`` names it in errors."""
+        for key in cls.REQUIRED:
+            if key not in document:
+                raise ModelFolderError(f"{path}: no {key!r}")
+        return cls(
+            **{key: document[key] for key in cls.REQUIRED},
+            class_names=document.get("class_names"),
+            species_bands=document.get("species_bands"),
+        )
+
+    def write(self, folder):
+        """Write ``detector_settings.yaml`` into ``folder`` (atomically); returns it."""
+        os.makedirs(folder, exist_ok=True)
+        write_atomically(
+            os.path.join(folder, SETTINGS_FILE), _yaml_text(self.to_document())
+        )
+        return folder
+
+    @classmethod
+    def read(cls, folder):
+        """The settings a training run wrote into ``folder``."""
+        path = os.path.join(folder, SETTINGS_FILE)
+        with open(path, encoding="utf-8") as f:
+            document = _load_yaml(f.read(), path)
+        return cls.from_document(document, path)
+
+
+def _load_yaml(text, path):
+    try:
+        document = YAML().load(text)
+    except YAMLError as e:
+        raise ModelFolderError(f"{path}: not valid YAML ({e})") from e
+    if not isinstance(document, dict):
+        raise ModelFolderError(f"{path}: not a detector description (empty?)")
+    return document
+
+
+def training_settings(hparams, species_bands=None):
+    """The :class:`DetectorSettings` of a training run's (resolved) hparams.
+
+    Windows are the validation windows (``valid_window``, else
+    ``crop_seconds``; ``valid_hop``, else half the window).
+
+    Example
+    -------
+    >>> training_settings({"sample_rate": 16000, "n_classes": 24, "crop_seconds": 4.0})
+    DetectorSettings(sample_rate=16000, n_classes=24, window=4.0, hop=2.0, class_names=None, species_bands=None)
+    """
+    window = hparams.get("valid_window", hparams.get("crop_seconds"))
+    if window is None:
+        raise ModelFolderError("neither 'valid_window' nor 'crop_seconds'")
+    return DetectorSettings(
+        sample_rate=hparams["sample_rate"],
+        n_classes=hparams["n_classes"],
+        window=window,
+        hop=hparams.get("valid_hop", float(window) / 2),
+        class_names=hparams.get("class_names"),
+        species_bands=species_bands,
     )
-    data_folder = document.get("data_folder")
-    if os.path.isfile(record):
-        with open(record, encoding="utf-8") as f:
-            data_folder = json.load(f).get("data_folder")
-    tp_csv = os.path.join(str(data_folder), "train_tp.csv") if data_folder else None
-    if tp_csv is None or not os.path.isfile(tp_csv):
-        return None
-    return species_bands(read_rfcx_csv(tp_csv, n_classes))
+
+
+def _training_settings(document, path):
+    for key in ("sample_rate", "n_classes"):
+        if key not in document:
+            raise ModelFolderError(f"{path}: no {key!r}")
+    try:
+        return training_settings(document)
+    except ModelFolderError as e:
+        raise ModelFolderError(f"{path}: {e}") from None
 
 
 class SpeciesDetector(Pretrained):
@@ -201,23 +330,14 @@ class SpeciesDetector(Pretrained):
     def _from_export(cls, source, run_opts, **kwargs):
         path = os.path.join(source, EXPORT_YAML)
         with open(path, encoding="utf-8") as f:
-            text = f.read()
-        try:
-            document = YAML().load(text)
-        except YAMLError as e:
-            raise ModelFolderError(f"{path}: not valid YAML ({e})") from e
-        if not isinstance(document, dict):
-            raise ModelFolderError(f"{path}: not a detector description (empty?)")
-        model_node = _model_node(document, path)
-        for key in cls.HPARAMS_NEEDED:
-            if key not in document:
-                raise ModelFolderError(f"{path}: no {key!r}")
+            document = _load_yaml(f.read(), path)
+        model_yaml = _yaml_text({"model": _model_node(document, path)})
+        settings = DetectorSettings.from_document(document, path)
         weights = os.path.join(source, EXPORT_WEIGHTS)
         if not os.path.isfile(weights):
             raise ModelFolderError(f"{source}: {EXPORT_WEIGHTS} is missing")
-        hparams = load_hyperpyyaml(text)
-        hparams["model_yaml"] = _yaml_text({"model": model_node})
-        model = hparams.pop("model")
+        model = load_hyperpyyaml(model_yaml)["model"]
+        hparams = dict(settings.to_document(), model_yaml=model_yaml)
         try:
             model.load_state_dict(torch.load(weights, map_location="cpu"))
         except Exception as e:  # torch raises many types on a corrupt or foreign file
@@ -242,21 +362,11 @@ class SpeciesDetector(Pretrained):
             raise ModelFolderError(
                 f"{source}/save holds no checkpoint with a validation lwlrap"
             )
-        for key in ("sample_rate", "n_classes"):
-            if key not in document:
-                raise ModelFolderError(f"{path}: no {key!r}")
-        window = document.get("valid_window", document.get("crop_seconds"))
-        if window is None:
-            raise ModelFolderError(f"{path}: neither 'valid_window' nor 'crop_seconds'")
-        hparams = {
-            "sample_rate": int(document["sample_rate"]),
-            "n_classes": int(document["n_classes"]),
-            "window": float(window),
-            "hop": float(document.get("valid_hop", float(window) / 2)),
-            "class_names": document.get("class_names"),
-            "species_bands": _training_bands(source, document, document["n_classes"]),
-            "model_yaml": model_yaml,
-        }
+        if os.path.isfile(os.path.join(source, SETTINGS_FILE)):
+            settings = DetectorSettings.read(source)
+        else:  # a fold trained before the settings file existed: no bands
+            settings = _training_settings(document, path)
+        hparams = dict(settings.to_document(), model_yaml=model_yaml)
         return cls(
             modules={"model": model}, hparams=hparams, run_opts=run_opts, **kwargs
         )
@@ -282,22 +392,7 @@ class SpeciesDetector(Pretrained):
                 "cannot be exported (load it with from_hparams)"
             )
         document = YAML().load(model_yaml)
-        bands = self.hparams.species_bands
-        class_names = getattr(self.hparams, "class_names", None)
-        document.update(
-            {
-                "sample_rate": int(self.hparams.sample_rate),
-                "n_classes": int(self.hparams.n_classes),
-                "window": float(self.hparams.window),
-                "hop": float(self.hparams.hop),
-                "class_names": list(class_names) if class_names else None,
-                "species_bands": (
-                    {int(s): [float(lo), float(hi)] for s, (lo, hi) in bands.items()}
-                    if bands
-                    else None
-                ),
-            }
-        )
+        document.update(self.settings.to_document())
         os.makedirs(folder, exist_ok=True)
         weights = io.BytesIO()
         state = {k: v.detach().cpu() for k, v in self.mods.model.state_dict().items()}
@@ -307,6 +402,18 @@ class SpeciesDetector(Pretrained):
         return folder
 
     # --- properties ---------------------------------------------------------
+
+    @property
+    def settings(self):
+        """The :class:`DetectorSettings` of this detector."""
+        return DetectorSettings(
+            sample_rate=self.hparams.sample_rate,
+            n_classes=self.hparams.n_classes,
+            window=self.hparams.window,
+            hop=self.hparams.hop,
+            class_names=getattr(self.hparams, "class_names", None),
+            species_bands=self.hparams.species_bands,
+        )
 
     @property
     def sample_rate(self):

@@ -93,6 +93,45 @@ def test_loads_training_folder_with_best_weights_and_bands(trained):
     assert result["frame_times"][-1] < result["duration"] == pytest.approx(6.0)
 
 
+def test_fold_and_export_detect_after_the_data_is_deleted(trained, tmp_path):
+    """A fold folder is a complete detector: the training data is not needed."""
+    data = trained / "synthetic_rfcx"
+    expected_bands = species_bands(read_rfcx_csv(data / "train_tp.csv"))
+    assert expected_bands
+    audio = tmp_path / "a.flac"
+    shutil.copy(_test_file(trained), audio)
+    gone = tmp_path / "gone"
+    shutil.move(data, gone)  # as if deleted; put back for the other tests
+    try:
+        exported = tmp_path / "exported"
+        from_fold = SpeciesDetector.from_hparams(str(_fold(trained)))
+        from_fold.export(str(exported))
+        from_export = SpeciesDetector.from_hparams(str(exported))
+        results = []
+        for detector in (from_fold, from_export):
+            assert detector.species_bands == expected_bands
+            assert (detector.hparams.window, detector.hparams.hop) == (4.0, 2.0)
+            results.append(detector.detect_file(audio))
+        assert results[0]["frame_probs"].shape[1] == 24
+        np.testing.assert_array_equal(
+            results[0]["frame_probs"], results[1]["frame_probs"]
+        )
+    finally:
+        shutil.move(gone, data)
+
+
+def test_interface_imports_nothing_of_the_recipe_plumbing():
+    code = (
+        "import sys, speechbrain_rfcx.interface; "
+        "print(sorted(m for m in sys.modules if m.startswith('speechbrain_rfcx')))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    for plumbing in ("experiment", "data.synthetic", "data.prepare"):
+        assert f"speechbrain_rfcx.{plumbing}'" not in run.stdout, plumbing
+
+
 def _copy_with_extra_checkpoint(trained, tmp_path, lwlrap):
     """A copy of the fold whose second checkpoint has zero weights."""
     copy = tmp_path / "copy"

@@ -10,10 +10,13 @@ Crops are drawn around TP (and, with masked supervision, FP) boxes; the
 held-out fold is scored on whole recordings with the inference code of
 ``speechbrain_rfcx.inference`` (one pass per recording for convolutional
 models, every window otherwise); the best checkpoint by validation lwlrap is
-kept. At the end the best checkpoint scores every held-out recording (out-of-
-fold predictions and a per-species lwlrap table) and, when the data has
-complete test labels (the synthetic data does), the test set. Running the same command again resumes
-from the last checkpoint.
+kept. The fold folder is a complete detector (``detector_settings.yaml``:
+windows, class names, species bands; the checkpoints), loadable by
+``SpeciesDetector`` without the data. At the end the best checkpoint scores
+every held-out recording (out-of-fold predictions and a per-species lwlrap
+table) and, when the data has complete test labels (the synthetic data
+does), the test set. Running the same command again resumes from the last
+checkpoint.
 """
 
 import os
@@ -41,6 +44,10 @@ def main(argv):
     )
     data_folder, _ = experiment.resolve_data_folder(hparams)
     manifest = experiment.prepare(hparams, data_folder)
+    # the fold folder is a detector on its own: settings and bands saved there
+    sb.utils.distributed.run_on_main(
+        experiment.save_detector_settings, args=[hparams, data_folder]
+    )
     if sb.utils.distributed.if_main_process():
         print(summarize_manifest(hparams["prepare_folder"] + "/train.json"))
     data = experiment.fold_datasets(hparams, manifest)
