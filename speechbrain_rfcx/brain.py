@@ -3,10 +3,10 @@
 Training batches are crops with clip, frame and mask targets (see
 ``speechbrain_rfcx.data.pipelines.crop_pipeline``); validation and test
 batches are whole recordings, scored by the same whole-recording code users
-run (``speechbrain_rfcx.inference.score_recordings``: one pass per recording
-for convolutional models, windows pooled on its frames; every window
-otherwise), so the checkpoint kept is the one that is best on whole
-recordings. Ground truth reaches nothing
+run (``speechbrain_rfcx.inference.score_recordings``, which calls the
+``score_audio`` that ``rfcx-detect`` calls: one pass per recording for
+convolutional models, windows pooled on its frames; every window otherwise),
+so the checkpoint kept is the one that is best on whole recordings. Ground truth reaches nothing
 but the metric.
 
 Modules (``modules`` argument): ``model`` (the model contract) and ``loss``
@@ -25,7 +25,8 @@ hparams read by SEDBrain:
 - ``sample_rate``, ``valid_window`` and ``valid_hop`` (seconds),
   ``valid_batch_windows`` (windows per forward pass of the models that run
   every window); optional ``valid_full_pass`` (default True): False runs
-  every window of convolutional models too (slower, as ``--windowed``);
+  every window of convolutional models too (slower; the scorer's
+  ``windowed=True``, as ``rfcx-detect --windowed``);
 - ``loggers``: a list of SpeechBrain train loggers (text file, TensorBoard);
   ``epoch_counter``; ``class_names`` for the per-species table.
 """
@@ -102,7 +103,7 @@ class SEDBrain(sb.Brain):
             window=int(round(self.hparams.valid_window * rate)),
             hop=int(round(self.hparams.valid_hop * rate)),
             batch_size=self.hparams.valid_batch_windows,
-            full_pass=getattr(self.hparams, "valid_full_pass", True),
+            windowed=not getattr(self.hparams, "valid_full_pass", True),
         )
 
     def compute_objectives(self, predictions, batch, stage):

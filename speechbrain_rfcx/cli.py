@@ -250,7 +250,7 @@ def _detect_options(args, detectors):
         "hop": args.hop,
         "tta": tta,
         "batch_size": args.batch_size,
-        "full_pass": not args.windowed,
+        "windowed": args.windowed,
         "chunk_seconds": args.chunk_seconds,
     }
 
@@ -413,13 +413,10 @@ def run_detection(args, files, detectors, formats, threshold, options):
                 tqdm.write(f"rfcx-detect: skipped {path}: {error}", file=sys.stderr)
                 failures.append(relative)
                 continue
-            timing = {"frame_times": result["frame_times"]}
-            if len(result["frame_times"]) == 1:  # a tiny file: one frame spans it
-                duration = result["duration"]
-                timing = {"frame_hop": duration, "frame_offset": duration / 2}
             detections = frames_to_detections(
                 result["frame_probs"],
-                **timing,
+                frame_hop=result["frame_hop"],
+                frame_offset=result["frame_hop"] / 2,
                 threshold=threshold,
                 min_duration=args.min_duration,
                 merge_gap=args.merge_gap,

@@ -473,22 +473,13 @@ class SpeciesDetector(Pretrained):
         """Same as :meth:`detect_batch` (``Pretrained`` convention)."""
         return self.detect_batch(wavs, lens)
 
-    def detect_file(
-        self,
-        path,
-        window=None,
-        hop=None,
-        tta=(),
-        batch_size=16,
-        full_pass=True,
-        chunk_seconds=60.0,
-    ):
+    def detect_file(self, path, window=None, hop=None, **options):
         """Clip and framewise probabilities of one audio file of any length.
 
         The file is streamed in chunks: a convolutional model scores each
         chunk in one pass and pools the windows on its frames, other models
         run ``batch_size`` windows at a time (see
-        :func:`speechbrain_rfcx.inference.score_file`).
+        :func:`speechbrain_rfcx.inference.score_audio`).
 
         Arguments
         ---------
@@ -496,20 +487,19 @@ class SpeciesDetector(Pretrained):
             Audio file soundfile reads (downmixed, resampled to the model's rate).
         window, hop : float, optional
             Seconds; default: the training validation windows.
-        tta : sequence
-            ``"shift"`` and/or speeds such as ``0.9``, ``1.1``.
-        batch_size : int
-            Windows per forward pass (models that run every window).
-        full_pass : bool
-            False runs every window even with a convolutional model.
-        chunk_seconds : float
-            Audio per pass of a convolutional model (at least a window).
+        **options
+            The other fields of
+            :class:`~speechbrain_rfcx.inference.ScoringSettings`: ``tta``
+            (``"shift"`` and/or speeds such as ``0.9``, ``1.1``),
+            ``batch_size`` (16), ``windowed`` (False: a convolutional model
+            scores in one pass), ``chunk_seconds`` (60).
 
         Returns
         -------
         dict
             ``clip_probs`` (C,), ``frame_probs`` (T, C), ``frame_times`` (T,)
-            frame centres in seconds, ``duration`` in seconds.
+            frame centres in seconds, ``frame_hop`` and ``duration`` in
+            seconds.
         """
         window = float(self.hparams.window if window is None else window)
         hop = float(self.hparams.hop if hop is None else hop)
@@ -520,11 +510,8 @@ class SpeciesDetector(Pretrained):
                 self.sample_rate,
                 window,
                 hop,
-                tta=tta,
-                batch_size=batch_size,
                 device=self.device,
-                full_pass=full_pass,
-                chunk_seconds=chunk_seconds,
+                **options,
             )
 
 

@@ -285,7 +285,7 @@ def test_full_pass_equals_windows_and_computes_each_sample_once(tmp_path, tta):
     path = str(write_tones(tmp_path / "a.wav", 10.0, planted))
     windowed_model, full_model = FrameLocalBandEnergy(), FrameLocalBandEnergy()
     windowed = score_file(
-        windowed_model, path, RATE, 2.0, 0.6, tta=tta, full_pass=False
+        windowed_model, path, RATE, 2.0, 0.6, tta=tta, windowed=True
     )
     full = score_file(full_model, path, RATE, 2.0, 0.6, tta=tta)
     np.testing.assert_allclose(full["clip_probs"], windowed["clip_probs"], atol=1e-6)
@@ -325,7 +325,7 @@ def test_full_pass_streams_long_files_in_chunks_with_context(tmp_path, monkeypat
 def test_full_pass_of_a_short_recording_is_one_padded_window(tmp_path):
     path = str(write_tones(tmp_path / "short.wav", 1.3, [(1, 0.5, 1.0)]))
     full = score_file(FrameLocalBandEnergy(), path, RATE, 2.0, 1.0)
-    windowed = score_file(FrameLocalBandEnergy(), path, RATE, 2.0, 1.0, full_pass=False)
+    windowed = score_file(FrameLocalBandEnergy(), path, RATE, 2.0, 1.0, windowed=True)
     assert full["frame_probs"].shape == (13, 3)
     np.testing.assert_allclose(full["frame_probs"], windowed["frame_probs"])
     np.testing.assert_allclose(full["clip_probs"], windowed["clip_probs"])
@@ -337,7 +337,7 @@ def test_validation_scores_of_a_frame_local_model_equal_windows():
     lens = torch.tensor([1.0, 0.64, 0.3])  # 5 s, 3.2 s and 1.5 s recordings
     model = FrameLocalBandEnergy()
     full = score_recordings(model, wavs, lens, window=2000, hop=600)
-    windowed = score_recordings(model, wavs, lens, 2000, 600, full_pass=False)
+    windowed = score_recordings(model, wavs, lens, 2000, 600, windowed=True)
     torch.testing.assert_close(full["clip_logits"], windowed["clip_logits"])
     assert [w.shape[0] for w in full["window_logits"]] == [6, 3, 1]
     for a, b in zip(full["window_logits"], windowed["window_logits"]):
@@ -373,8 +373,8 @@ def test_one_pass_gives_every_frame_an_estimate(tmp_path, seconds):
     assert result["frame_times"][-1] < seconds < result["frame_times"][-1] + 0.064
     assert (result["frame_probs"].sum(1) > 0).all()  # no frame left at zero
     for speed in (1.0, 0.8, 1.25):
-        _, _, valid = inference._full_pass_frames(
-            model, path, len(noise), rate, 1.0, 2.0, speed, "cpu"
+        ((_, _, valid),) = inference._one_pass_frames(
+            model, [inference.AudioFile(path, rate)], rate, 2 * rate, speed, "cpu"
         )
         assert valid.all(), speed
 
@@ -384,5 +384,5 @@ def test_validation_one_pass_pads_recordings_shorter_than_a_window():
     wavs = 0.1 * torch.randn(2, 3000, generator=torch.Generator().manual_seed(0))
     lens = torch.tensor([1.0, 0.5])
     full = score_recordings(model, wavs, lens, window=8000, hop=4000)
-    windowed = score_recordings(model, wavs, lens, 8000, 4000, full_pass=False)
+    windowed = score_recordings(model, wavs, lens, 8000, 4000, windowed=True)
     torch.testing.assert_close(full["clip_logits"], windowed["clip_logits"])
