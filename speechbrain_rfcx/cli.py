@@ -1,5 +1,9 @@
 """Console entry points: ``rfcx-detect`` (tables per file) and ``rfcx-submit``.
 
+Argument parsing and messages only: what the commands do is in
+:mod:`speechbrain_rfcx.runs` (inputs, per-file outputs, the resume journal)
+and :mod:`speechbrain_rfcx.detections`.
+
 ``rfcx-detect INPUT --model DIR --out DIR`` scores one audio file or every
 audio file under a folder (recursively: .flac, .wav, .ogg, .mp3) with one or
 several models (their probabilities are averaged) and writes, per input file,
@@ -20,102 +24,38 @@ order when given), optionally rescaled toward class priors.
 """
 
 import argparse
-import csv
-import io
 import os
 import sys
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from speechbrain_rfcx._io import remove_stale_temporaries, write_atomically
-from speechbrain_rfcx.data.audio import AudioError
-from speechbrain_rfcx.detections.events import frames_to_detections, read_thresholds
+from speechbrain_rfcx._io import remove_stale_temporaries
+from speechbrain_rfcx.detections.events import (
+    frames_to_detections,
+    full_bands,
+    read_thresholds,
+)
 from speechbrain_rfcx.detections.submission import (
     read_priors,
     rescale_to_priors,
     write_submission,
 )
-from speechbrain_rfcx.detections.tables import (
-    write_audacity_labels,
-    write_detections_csv,
-    write_raven_table,
-)
 from speechbrain_rfcx.inference import tta_variants
-from speechbrain_rfcx.interface import SpeciesDetector, ensemble_detect_file
+from speechbrain_rfcx.interface import SpeciesDetector
+from speechbrain_rfcx.runs import (
+    OUTPUT_SUFFIXES,
+    SUMMARY_FILE,
+    ClipScoreJournal,
+    check_unique_stems,
+    find_audio_files,
+    output_paths,
+    score_files,
+    write_outputs,
+)
 
-AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".mp3")
-OUTPUT_SUFFIXES = {
-    "raven": ".Table.1.selections.txt",
-    "audacity": ".labels.txt",
-    "csv": ".detections.csv",
-}
-PLOT_SUFFIX = ".png"
-SUMMARY_FILE = "clip_scores.csv"
 EXIT_FAILURES = 2
-
-
-def find_audio_files(input_path):
-    """Audio files to score: ``input_path`` itself, or those under a folder.
-
-    Arguments
-    ---------
-    input_path : str
-        A file, or a folder searched recursively for .flac/.wav/.ogg/.mp3
-        (any case); hidden files and folders are left out.
-
-    Returns
-    -------
-    list of str
-        Paths relative to the folder (the file name for a single file),
-        sorted.
-
-    Example
-    -------
-    >>> import tempfile
-    >>> root = tempfile.mkdtemp()
-    >>> os.makedirs(os.path.join(root, "site"))
-    >>> for name in ("b.WAV", "site/a.flac", "notes.txt"):
-    ...     open(os.path.join(root, name), "w").close()
-    >>> find_audio_files(root)
-    ['b.WAV', 'site/a.flac']
-    """
-    if os.path.isfile(input_path):
-        return [os.path.basename(input_path)]
-    if not os.path.isdir(input_path):
-        raise FileNotFoundError(f"input {input_path} is neither a file nor a folder")
-    found = []
-    for folder, subfolders, files in os.walk(input_path):
-        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
-        for name in files:
-            if not name.startswith(".") and name.lower().endswith(AUDIO_EXTENSIONS):
-                found.append(os.path.relpath(os.path.join(folder, name), input_path))
-    return sorted(found)
-
-
-def check_unique_stems(files):
-    """Raise if two files differ only by extension (their outputs would collide).
-
-    Example
-    -------
-    >>> check_unique_stems(["a.wav", "site/a.flac"])
-    >>> check_unique_stems(["a.wav", "a.flac"])
-    Traceback (most recent call last):
-    ...
-    ValueError: a.flac and a.wav share the recording id 'a': rename one
-    """
-    seen = {}
-    for relative in sorted(files):
-        stem = os.path.splitext(relative)[0]
-        if stem in seen:
-            raise ValueError(
-                f"{seen[stem]} and {relative} share the recording id {stem!r}: "
-                "rename one"
-            )
-        seen[stem] = relative
 
 
 def parse_formats(values):
@@ -255,37 +195,6 @@ def _detect_options(args, detectors):
     }
 
 
-def full_bands(bands, n_classes, sample_rate):
-    """Every species' band: the known ones, the full band (0 to Nyquist) else.
-
-    Example
-    -------
-    >>> full_bands({1: (500.0, 900.0)}, 2, 16000)
-    {0: (0.0, 8000.0), 1: (500.0, 900.0)}
-    """
-    known = bands or {}
-    nyquist = sample_rate / 2
-    return {c: known.get(c, (0.0, float(nyquist))) for c in range(n_classes)}
-
-
-def _read_summary(path):
-    """Clip-score rows of an earlier (possibly interrupted) run, by file."""
-    rows = {}
-    if not os.path.isfile(path):
-        return rows
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        for cells in reader:
-            if header and len(cells) == len(header):
-                rows[cells[0]] = cells
-    return rows
-
-
-def _summary_header(n_classes):
-    return ["recording_id"] + [f"s{c}" for c in range(n_classes)]
-
-
 def detect_main(argv=None):
     """``rfcx-detect``: per-file detection tables for a file or a folder."""
     parser = argparse.ArgumentParser(
@@ -333,39 +242,6 @@ def detect_main(argv=None):
     return run_detection(args, files, detectors, formats, threshold, options)
 
 
-def score_files(detectors, paths, options, workers=1):
-    """Ensemble results of ``paths``, in order, scoring ``workers`` files at once.
-
-    Files are scored in threads (torch and the audio decoder release the
-    GIL), so one file is decoded while another is computed. At most
-    ``workers + 1`` files are in flight: memory does not grow with the number
-    of files. A file that cannot be read gives its ``AudioError`` instead of
-    a result.
-
-    Yields
-    ------
-    result : dict or None
-        As :func:`speechbrain_rfcx.interface.ensemble_detect_file`.
-    error : AudioError or None
-        Why the file could not be scored.
-    """
-
-    def score(path):
-        try:
-            return ensemble_detect_file(detectors, path, **options), None
-        except AudioError as e:
-            return None, e
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending = deque()
-        for path in paths:
-            pending.append(pool.submit(score, path))
-            if len(pending) > workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-
-
 def run_detection(args, files, detectors, formats, threshold, options):
     """Scores ``files`` and writes their tables; returns the exit status."""
     single_file = os.path.isfile(args.input)
@@ -378,23 +254,13 @@ def run_detection(args, files, detectors, formats, threshold, options):
         detectors[0].sample_rate,
     )
     names = detectors[0].class_names
-    summary_path = os.path.join(args.out, SUMMARY_FILE)
-    previous = _read_summary(summary_path)
-    rows, failures, skipped = {}, [], 0
-    journal = open(summary_path, "a", encoding="utf-8", newline="")
+    failures, skipped, todo = [], 0, []
+    journal = ClipScoreJournal(os.path.join(args.out, SUMMARY_FILE), n_classes)
+    stems = [os.path.splitext(relative)[0] for relative in files]
     try:
-        writer = csv.writer(journal)
-        if journal.tell() == 0:
-            writer.writerow(_summary_header(n_classes))
-        todo = []
-        for relative in files:
-            stem = os.path.splitext(relative)[0]
-            base = os.path.join(args.out, stem)
-            outputs = [base + OUTPUT_SUFFIXES[f] for f in formats]
-            if args.plot:
-                outputs.append(base + PLOT_SUFFIX)
-            if stem in previous and all(os.path.isfile(p) for p in outputs):
-                rows[stem] = previous[stem]
+        for relative, stem in zip(files, stems):
+            outputs = output_paths(args.out, stem, formats, args.plot)
+            if journal.done(stem, outputs.values()):
                 skipped += 1
             else:
                 todo.append(relative)
@@ -407,12 +273,11 @@ def run_detection(args, files, detectors, formats, threshold, options):
             total=len(todo),
             file=sys.stderr,
         ):
-            stem = os.path.splitext(relative)[0]
-            base = os.path.join(args.out, stem)
             if error is not None:
                 tqdm.write(f"rfcx-detect: skipped {path}: {error}", file=sys.stderr)
                 failures.append(relative)
                 continue
+            stem = os.path.splitext(relative)[0]
             detections = frames_to_detections(
                 result["frame_probs"],
                 frame_hop=result["frame_hop"],
@@ -423,31 +288,19 @@ def run_detection(args, files, detectors, formats, threshold, options):
                 species_bands=bands,
                 default_threshold=args.threshold,
             )
-            os.makedirs(os.path.dirname(base) or ".", exist_ok=True)
-            for name in formats:
-                _write_table(
-                    name, base + OUTPUT_SUFFIXES[name], detections, names, stem
-                )
-            if args.plot:
-                from speechbrain_rfcx.plot import plot_detections
-
-                plot_detections(
-                    base + PLOT_SUFFIX,
-                    path,
-                    sample_rate=detectors[0].sample_rate,
-                    detections=detections,
-                    frame_probs=result["frame_probs"],
-                    frame_times=result["frame_times"],
-                    species_names=names,
-                    title=relative,
-                )
-            row = [stem] + [f"{p:.6f}" for p in result["clip_probs"]]
-            writer.writerow(row)
-            journal.flush()
-            rows[stem] = row
+            plot = {
+                "wav": path,
+                "sample_rate": detectors[0].sample_rate,
+                "frame_probs": result["frame_probs"],
+                "frame_times": result["frame_times"],
+                "title": relative,
+            }
+            outputs = output_paths(args.out, stem, formats, args.plot)
+            write_outputs(outputs, detections, stem, names, plot)
+            journal.record(stem, result["clip_probs"])
     finally:
         journal.close()
-    _write_summary(summary_path, files, rows, n_classes)
+    journal.close(stems)
     if skipped:
         print(
             f"rfcx-detect: {skipped} file(s) already done in {args.out}, skipped "
@@ -462,25 +315,6 @@ def run_detection(args, files, detectors, formats, threshold, options):
         )
         return EXIT_FAILURES
     return 0
-
-
-def _write_table(name, path, detections, species_names, recording_id):
-    if name == "raven":
-        write_raven_table(path, detections, species_names)
-    elif name == "audacity":
-        write_audacity_labels(path, detections, species_names)
-    else:
-        write_detections_csv(path, detections, recording_id=recording_id)
-
-
-def _write_summary(path, files, rows, n_classes):
-    """Rewrite ``clip_scores.csv`` in input order, one row per scored file."""
-    stream = io.StringIO()
-    writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(_summary_header(n_classes))
-    stems = [os.path.splitext(relative)[0] for relative in files]
-    writer.writerows(rows[stem] for stem in stems if stem in rows)
-    write_atomically(path, stream.getvalue())
 
 
 def submit_main(argv=None):

@@ -11,6 +11,7 @@ import soundfile as sf
 import torch
 
 import speechbrain_rfcx.cli as cli
+import speechbrain_rfcx.runs as runs
 from speechbrain_rfcx.detections.tables import read_audacity_labels, read_raven_table
 from speechbrain_rfcx.interface import SpeciesDetector
 
@@ -118,13 +119,13 @@ def test_rerun_skips_finished_files(
     table = out / "a.Table.1.selections.txt"
     before = table.stat().st_mtime_ns
     scored = []
-    real = cli.ensemble_detect_file
+    real = runs.ensemble_detect_file
 
     def counting(detectors, path, **kwargs):
         scored.append(os.path.basename(path))
         return real(detectors, path, **kwargs)
 
-    monkeypatch.setattr(cli, "ensemble_detect_file", counting)
+    monkeypatch.setattr(runs, "ensemble_detect_file", counting)
     status, err = _detect(capsys, audio_dir, "--model", model_dir, "--out", out)
     assert status == 2 and scored == ["broken.flac"]
     assert "2 file(s) already done" in err
@@ -254,7 +255,7 @@ def test_score_files_keeps_order_bounds_files_in_flight_and_reports_errors(
             raise AudioError("bad: cannot decode")
         return {"path": path, **options}
 
-    monkeypatch.setattr(cli, "ensemble_detect_file", fake_detect)
+    monkeypatch.setattr(runs, "ensemble_detect_file", fake_detect)
     paths = [f"f{i}" for i in range(9)]
     paths[4] = "bad"
 
@@ -263,7 +264,7 @@ def test_score_files_keeps_order_bounds_files_in_flight_and_reports_errors(
             state["submitted"] += 1
             yield item
 
-    scored = cli.score_files([], counted(paths), {"tta": ()}, workers=2)
+    scored = runs.score_files([], counted(paths), {"tta": ()}, workers=2)
     results = []
     for result, error in scored:
         # the generator never runs more than workers + 1 files ahead

@@ -284,9 +284,7 @@ def test_full_pass_equals_windows_and_computes_each_sample_once(tmp_path, tta):
     planted = [(0, 1.0, 2.5), (2, 4.2, 4.8), (1, 5.5, 7.0), (0, 9.1, 9.6)]
     path = str(write_tones(tmp_path / "a.wav", 10.0, planted))
     windowed_model, full_model = FrameLocalBandEnergy(), FrameLocalBandEnergy()
-    windowed = score_file(
-        windowed_model, path, RATE, 2.0, 0.6, tta=tta, windowed=True
-    )
+    windowed = score_file(windowed_model, path, RATE, 2.0, 0.6, tta=tta, windowed=True)
     full = score_file(full_model, path, RATE, 2.0, 0.6, tta=tta)
     np.testing.assert_allclose(full["clip_probs"], windowed["clip_probs"], atol=1e-6)
     np.testing.assert_allclose(full["frame_probs"], windowed["frame_probs"], atol=1e-6)

@@ -11,6 +11,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional
 
+AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".mp3")  # what soundfile reads
+
 
 class AudioError(ValueError):
     """An audio file is missing or cannot be read; the message names it."""

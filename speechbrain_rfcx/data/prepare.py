@@ -43,11 +43,10 @@ from speechbrain_rfcx.data.annotations import (
     empty_annotations,
     read_rfcx_csv,
 )
-from speechbrain_rfcx.data.audio import AudioError, audio_info
+from speechbrain_rfcx.data.audio import AUDIO_EXTENSIONS, AudioError, audio_info
 
 logger = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = (".flac", ".wav")
 OPTIONS_FILE = "prepare_options.json"
 
 

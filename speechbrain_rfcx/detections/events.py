@@ -297,3 +297,16 @@ def read_thresholds(path, n_classes):
             raise ValueError(f"{path} line {line}: threshold {value!r} not in [0, 1]")
         thresholds[int(species)] = value
     return thresholds
+
+
+def full_bands(bands, n_classes, sample_rate):
+    """Every species' band: the known ones, the full band (0 to Nyquist) else.
+
+    Example
+    -------
+    >>> full_bands({1: (500.0, 900.0)}, 2, 16000)
+    {0: (0.0, 8000.0), 1: (500.0, 900.0)}
+    """
+    known = bands or {}
+    nyquist = sample_rate / 2
+    return {c: known.get(c, (0.0, float(nyquist))) for c in range(n_classes)}

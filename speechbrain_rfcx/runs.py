@@ -1,0 +1,284 @@
+"""Detection runs over many files: inputs, per-file outputs, resume journal.
+
+What ``rfcx-detect`` and ``rfcx-submit`` do besides parsing arguments,
+usable from Python too:
+
+* :func:`find_audio_files` and :func:`check_unique_stems`: the recordings of
+  an input file or folder;
+* :func:`score_files`: ensemble scores of many files, a few in flight at once;
+* :func:`write_outputs`: a recording's tables (Raven, Audacity, CSV) and
+  plot, atomically;
+* :class:`ClipScoreJournal`: ``clip_scores.csv``, one row per scored file,
+  appended as files finish, so that a rerun skips the files already done.
+"""
+
+import csv
+import io
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+from speechbrain_rfcx._io import write_atomically
+from speechbrain_rfcx.data.annotations import species_columns
+from speechbrain_rfcx.data.audio import AUDIO_EXTENSIONS, AudioError
+from speechbrain_rfcx.detections.tables import (
+    write_audacity_labels,
+    write_detections_csv,
+    write_raven_table,
+)
+from speechbrain_rfcx.interface import ensemble_detect_file
+
+OUTPUT_SUFFIXES = {
+    "raven": ".Table.1.selections.txt",
+    "audacity": ".labels.txt",
+    "csv": ".detections.csv",
+}
+PLOT_SUFFIX = ".png"
+SUMMARY_FILE = "clip_scores.csv"
+
+
+def find_audio_files(input_path):
+    """Audio files to score: ``input_path`` itself, or those under a folder.
+
+    Arguments
+    ---------
+    input_path : str
+        A file, or a folder searched recursively for .flac/.wav/.ogg/.mp3
+        (any case); hidden files and folders are left out.
+
+    Returns
+    -------
+    list of str
+        Paths relative to the folder (the file name for a single file),
+        sorted.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(root, "site"))
+    >>> for name in ("b.WAV", "site/a.flac", "notes.txt"):
+    ...     open(os.path.join(root, name), "w").close()
+    >>> find_audio_files(root)
+    ['b.WAV', 'site/a.flac']
+    """
+    if os.path.isfile(input_path):
+        return [os.path.basename(input_path)]
+    if not os.path.isdir(input_path):
+        raise FileNotFoundError(f"input {input_path} is neither a file nor a folder")
+    found = []
+    for folder, subfolders, files in os.walk(input_path):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        for name in files:
+            if not name.startswith(".") and name.lower().endswith(AUDIO_EXTENSIONS):
+                found.append(os.path.relpath(os.path.join(folder, name), input_path))
+    return sorted(found)
+
+
+def check_unique_stems(files):
+    """Raise if two files differ only by extension (their outputs would collide).
+
+    Example
+    -------
+    >>> check_unique_stems(["a.wav", "site/a.flac"])
+    >>> check_unique_stems(["a.wav", "a.flac"])
+    Traceback (most recent call last):
+    ...
+    ValueError: a.flac and a.wav share the recording id 'a': rename one
+    """
+    seen = {}
+    for relative in sorted(files):
+        stem = os.path.splitext(relative)[0]
+        if stem in seen:
+            raise ValueError(
+                f"{seen[stem]} and {relative} share the recording id {stem!r}: "
+                "rename one"
+            )
+        seen[stem] = relative
+
+
+def score_files(detectors, paths, options, workers=1):
+    """Ensemble results of ``paths``, in order, scoring ``workers`` files at once.
+
+    Files are scored in threads (torch and the audio decoder release the
+    GIL), so one file is decoded while another is computed. At most
+    ``workers + 1`` files are in flight: memory does not grow with the number
+    of files. A file that cannot be read gives its ``AudioError`` instead of
+    a result.
+
+    Yields
+    ------
+    result : dict or None
+        As :func:`speechbrain_rfcx.interface.ensemble_detect_file`.
+    error : AudioError or None
+        Why the file could not be scored.
+    """
+
+    def score(path):
+        try:
+            return ensemble_detect_file(detectors, path, **options), None
+        except AudioError as e:
+            return None, e
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = deque()
+        for path in paths:
+            pending.append(pool.submit(score, path))
+            if len(pending) > workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def output_paths(out, stem, formats, plot=False):
+    """The files a run writes for one recording, by format (``"plot"``: PNG).
+
+    Example
+    -------
+    >>> output_paths("out", "site/a", ["raven", "csv"], plot=True)
+    {'raven': 'out/site/a.Table.1.selections.txt', 'csv': 'out/site/a.detections.csv', 'plot': 'out/site/a.png'}
+    """
+    base = os.path.join(out, stem)
+    paths = {name: base + OUTPUT_SUFFIXES[name] for name in formats}
+    if plot:
+        paths["plot"] = base + PLOT_SUFFIX
+    return paths
+
+
+def write_outputs(paths, detections, recording_id, species_names=None, plot=None):
+    """Write one recording's tables (and plot), each atomically.
+
+    Arguments
+    ---------
+    paths : dict
+        :func:`output_paths`.
+    detections : list of Detection
+        The recording's detections.
+    recording_id : str
+        For the CSV table.
+    species_names : list or dict, optional
+        ``species_id -> name`` for the tables.
+    plot : dict, optional
+        Keyword arguments of :func:`~speechbrain_rfcx.plot.plot_detections`
+        (``wav``, ``sample_rate``, ``frame_probs``, ...) besides the output
+        path, the detections and the names (needed when ``paths`` has a plot).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from speechbrain_rfcx.detections.events import Detection
+    >>> paths = output_paths(tempfile.mkdtemp(), "site/a", ["audacity"])
+    >>> write_outputs(paths, [Detection(0, 1.0, 2.0, 0.9)], "site/a")
+    >>> open(paths["audacity"]).read().split()
+    ['1.000000', '2.000000', 's0', '0.900']
+    """
+    folders = {os.path.dirname(path) for path in paths.values()}
+    for folder in folders:
+        os.makedirs(folder or ".", exist_ok=True)
+    for name, path in paths.items():
+        if name == "raven":
+            write_raven_table(path, detections, species_names)
+        elif name == "audacity":
+            write_audacity_labels(path, detections, species_names)
+        elif name == "csv":
+            write_detections_csv(path, detections, recording_id=recording_id)
+    if "plot" in paths:
+        from speechbrain_rfcx.plot import plot_detections
+
+        plot_detections(
+            paths["plot"],
+            detections=detections,
+            species_names=species_names,
+            **plot,
+        )
+
+
+class ClipScoreJournal:
+    """``clip_scores.csv`` of a run: one row of clip probabilities per file.
+
+    Rows are appended (and flushed) as files finish, so a killed run keeps
+    them; a rerun finds the files already done (:meth:`done`) and
+    :meth:`close` rewrites the file atomically in input order.
+
+    Arguments
+    ---------
+    path : str
+        The CSV file (``recording_id,s0..s{C-1}``).
+    n_classes : int
+        Number of species.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), SUMMARY_FILE)
+    >>> with ClipScoreJournal(path, 2) as journal:
+    ...     journal.record("b", [0.5, 0.25])
+    >>> with ClipScoreJournal(path, 2) as journal:
+    ...     journal.done("b"), journal.done("a")
+    ...     journal.record("a", [1.0, 0.0])
+    ...     journal.close(["a", "b"])
+    (True, False)
+    >>> print(open(path).read())
+    recording_id,s0,s1
+    a,1.000000,0.000000
+    b,0.500000,0.250000
+    <BLANKLINE>
+    """
+
+    def __init__(self, path, n_classes):
+        self.path = path
+        self.header = ["recording_id"] + species_columns(n_classes)
+        self.previous = self._read(path)
+        self.rows = {}
+        self._file = open(path, "a", encoding="utf-8", newline="")
+        self._writer = csv.writer(self._file)
+        if self._file.tell() == 0:
+            self._writer.writerow(self.header)
+
+    @staticmethod
+    def _read(path):
+        """Clip-score rows of an earlier (possibly interrupted) run, by file."""
+        rows = {}
+        if not os.path.isfile(path):
+            return rows
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            for cells in reader:
+                if header and len(cells) == len(header):
+                    rows[cells[0]] = cells
+        return rows
+
+    def done(self, stem, outputs=()):
+        """Whether an earlier run scored ``stem`` and wrote all its
+        ``outputs`` (paths); its row is kept if so."""
+        if stem in self.previous and all(os.path.isfile(p) for p in outputs):
+            self.rows[stem] = self.previous[stem]
+            return True
+        return False
+
+    def record(self, stem, clip_probs):
+        """Append the clip probabilities of a scored file."""
+        row = [stem] + [f"{p:.6f}" for p in clip_probs]
+        self._writer.writerow(row)
+        self._file.flush()
+        self.rows[stem] = row
+
+    def close(self, stems=None):
+        """Stop appending; with ``stems``, rewrite the file in their order,
+        one row per scored file."""
+        if not self._file.closed:
+            self._file.close()
+        if stems is None:
+            return
+        stream = io.StringIO()
+        writer = csv.writer(stream, lineterminator="\n")
+        writer.writerow(self.header)
+        writer.writerows(self.rows[stem] for stem in stems if stem in self.rows)
+        write_atomically(self.path, stream.getvalue())
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
