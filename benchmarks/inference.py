@@ -27,10 +27,11 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_rfcx.cli import detect_main, submit_main
+from speechbrain_rfcx.data.annotations import N_SPECIES
 from speechbrain_rfcx.data.synthetic import generate_rfcx_dataset
 from speechbrain_rfcx.interface import SpeciesDetector
 
-FEATURES = """    n_classes: 24
+FEATURES = f"""    n_classes: {N_SPECIES}
     sample_rate: 48000
     n_fft: 2048
     hop_length: 512
@@ -56,7 +57,7 @@ def export_detector(name, folder, window, hop):
         modules={"model": load_hyperpyyaml(model_yaml)["model"]},
         hparams={
             "sample_rate": 48000,
-            "n_classes": 24,
+            "n_classes": N_SPECIES,
             "window": window,
             "hop": hop,
             "model_yaml": model_yaml,

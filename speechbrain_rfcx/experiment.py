@@ -18,6 +18,7 @@ from speechbrain_rfcx.data.annotations import (
     boxes_by_recording,
     read_rfcx_csv,
     species_bands,
+    species_columns,
 )
 from speechbrain_rfcx.data.pipelines import crop_dataset, recording_dataset
 from speechbrain_rfcx.data.prepare import prepare_rfcx
@@ -199,6 +200,6 @@ def complete_test_set(hparams, data_folder):
 def write_scores(path, ids, probs):
     """Per-recording probabilities ``recording_id,s0..s{C-1}`` as CSV."""
     probs = torch.as_tensor(probs).numpy()
-    table = pd.DataFrame(probs, columns=[f"s{c}" for c in range(probs.shape[1])])
+    table = pd.DataFrame(probs, columns=species_columns(probs.shape[1]))
     table.insert(0, "recording_id", list(ids))
     write_atomically(path, table.to_csv(index=False, float_format="%.6f"))

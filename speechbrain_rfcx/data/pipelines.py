@@ -11,6 +11,7 @@ import random
 import speechbrain as sb
 import torch
 
+from speechbrain_rfcx.data.annotations import N_SPECIES
 from speechbrain_rfcx.data.audio import read_segment
 from speechbrain_rfcx.data.crops import load_crop
 
@@ -29,7 +30,7 @@ def crop_pipeline(
     crop_seconds,
     n_frames,
     sample_rate,
-    n_classes=24,
+    n_classes=N_SPECIES,
     min_overlap=0.0,
     rng=random,
 ):
@@ -121,7 +122,7 @@ def recording_pipeline(sample_rate):
     return recording_item
 
 
-def recording_targets_pipeline(n_classes=24):
+def recording_targets_pipeline(n_classes=N_SPECIES):
     """A dynamic item giving a recording's labels for whole-recording metrics.
 
     ``recording_target`` (C): 1 for species with a TP box anywhere in the
@@ -149,7 +150,7 @@ def recording_targets_pipeline(n_classes=24):
     return targets_item
 
 
-def recording_labels(tp_boxes, fp_boxes, n_classes=24):
+def recording_labels(tp_boxes, fp_boxes, n_classes=N_SPECIES):
     """Recording-level ``(target, known)`` (C,) tensors from box dicts.
 
     ``target`` is 1 for species with a TP box; ``known`` is 1 for species
@@ -171,7 +172,7 @@ def recording_labels(tp_boxes, fp_boxes, n_classes=24):
     return target, known
 
 
-def recording_dataset(manifest, sample_rate, n_classes=24, labelled=True):
+def recording_dataset(manifest, sample_rate, n_classes=N_SPECIES, labelled=True):
     """Whole recordings of a manifest as a dataset (validation, test, OOF).
 
     Provides ``signal`` and, when ``labelled``, ``recording_target`` and
@@ -199,7 +200,7 @@ def recording_dataset(manifest, sample_rate, n_classes=24, labelled=True):
     return dataset.filtered_sorted(sort_key="id")
 
 
-def crop_dataset(entries, crop_seconds, n_frames, sample_rate, n_classes=24):
+def crop_dataset(entries, crop_seconds, n_frames, sample_rate, n_classes=N_SPECIES):
     """Anchored entries as a training dataset of crops (see :func:`crop_pipeline`).
 
     Example

@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -51,7 +51,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from speechbrain_rfcx.data.annotations import RFCX_COLUMNS
+from speechbrain_rfcx._io import write_atomically
+from speechbrain_rfcx.data.annotations import N_SPECIES, RFCX_COLUMNS, species_columns
 
 logger = logging.getLogger(__name__)
 
@@ -745,14 +746,17 @@ def _hertz(value):
 
 
 def _write_flac(path, audio, sample_rate):
-    sf.write(path, audio, sample_rate, format="FLAC", subtype="PCM_16")
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, sample_rate, format="FLAC", subtype="PCM_16")
+    write_atomically(path, buffer.getvalue())
 
 
 def _write_csv(path, header, rows):
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
+    stream = io.StringIO()
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_atomically(path, stream.getvalue())
 
 
 def _box_rows(boxes):
@@ -890,7 +894,7 @@ def generate_rfcx_dataset(
     seed=1,
     duration=60.0,
     sample_rate=48000,
-    n_species=24,
+    n_species=N_SPECIES,
     overwrite=False,
     tp_fraction=0.25,
 ):
@@ -997,7 +1001,7 @@ def generate_rfcx_dataset(
     _write_csv(paths["train_fp"], RFCX_COLUMNS, _box_rows(fp))
     _write_csv(paths["train_all_calls"], RFCX_COLUMNS, _box_rows(train_calls))
     _write_csv(paths["test_boxes"], RFCX_COLUMNS, _box_rows(test_calls))
-    score_header = ["recording_id"] + [f"s{i}" for i in range(n_species)]
+    score_header = ["recording_id"] + species_columns(n_species)
     _write_csv(
         paths["sample_submission"],
         score_header,
@@ -1025,9 +1029,9 @@ def generate_rfcx_dataset(
         "seconds_per_recording": round(seconds / (n_train + n_test), 4),
     }
     info = {"arguments": arguments, "summary": summary}
-    temporary = out_dir / (INFO_FILENAME + ".tmp")
-    temporary.write_text(json.dumps(info, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(temporary, out_dir / INFO_FILENAME)
+    write_atomically(
+        out_dir / INFO_FILENAME, json.dumps(info, indent=2, sort_keys=True)
+    )
     logger.info(
         "Wrote %d train and %d test synthetic recordings to %s (%.3f s each)",
         n_train,
