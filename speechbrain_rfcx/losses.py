@@ -143,14 +143,16 @@ def _weighted_mean(values, weights):
     return (values * weights).sum() / total.clamp_min(tiny)
 
 
-def _clip_cell_mean(cell_loss, targets, masked, name):
+def _clip_cell_mean(cell_loss, targets, masked, name, unlabelled_weight=0.0):
     """Mean of a (B, C) clip loss over every cell, or with ``masked`` over the
-    known cells only (``label_mask`` = 1: TP or FP)."""
+    known cells (``label_mask`` = 1: TP or FP), unlabelled cells weighing
+    ``unlabelled_weight``."""
     if not masked:
         return cell_loss.mean()
     label_mask = _get(targets, "label_mask", f"{name}(masked=True)")
     _check_same_shape(label_mask, cell_loss, "label_mask", "clip_logits")
-    return _weighted_mean(cell_loss, label_mask.to(cell_loss.dtype))
+    known = label_mask.to(cell_loss.dtype)
+    return _weighted_mean(cell_loss, known + unlabelled_weight * (1.0 - known))
 
 
 def _frame_weights(targets, n_frames, batch, owner):
@@ -178,6 +180,11 @@ class ClipBCE(torch.nn.Module):
         If True, only (crop, species) cells with ``label_mask`` = 1 contribute
         (TP = 1, FP = 0, unlabelled ignored); the loss is the mean over those
         cells (soft mask values act as weights).
+    unlabelled_weight : float
+        With ``masked``, the weight of the unlabelled cells, which count as
+        negatives (target 0): 0 ignores them, 1 is TP-only supervision. A
+        small weight keeps a weak "most species are absent" prior while the
+        many unlabelled calls of real data barely count against their species.
 
     Example
     -------
@@ -191,9 +198,14 @@ class ClipBCE(torch.nn.Module):
     0.6931
     """
 
-    def __init__(self, pos_weight=None, masked=False):
+    def __init__(self, pos_weight=None, masked=False, unlabelled_weight=0.0):
         super().__init__()
         self.masked = bool(masked)
+        if not 0.0 <= unlabelled_weight <= 1.0:
+            raise ValueError(
+                f"unlabelled_weight must be in [0, 1], got {unlabelled_weight!r}"
+            )
+        self.unlabelled_weight = float(unlabelled_weight)
         if pos_weight is not None:
             pos_weight = torch.as_tensor(pos_weight, dtype=torch.float)
             if bool((pos_weight <= 0).any()):
@@ -216,7 +228,9 @@ class ClipBCE(torch.nn.Module):
         cell_loss = F.binary_cross_entropy_with_logits(
             logits, target.to(logits.dtype), pos_weight=pos_weight, reduction="none"
         )
-        return _clip_cell_mean(cell_loss, targets, self.masked, "ClipBCE")
+        return _clip_cell_mean(
+            cell_loss, targets, self.masked, "ClipBCE", self.unlabelled_weight
+        )
 
 
 class FocalBCE(torch.nn.Module):

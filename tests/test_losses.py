@@ -147,6 +147,29 @@ def test_masked_clip_bce_ignores_unlabelled_cells():
     assert loss_changed.item() == loss.item()
 
 
+def test_unlabelled_weight_counts_unlabelled_cells_as_weak_negatives():
+    logits = torch.tensor([[0.5, -1.0, 3.0], [2.0, 0.0, -4.0]])
+    target = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    label_mask = torch.tensor([[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    targets = {"clip_target": target, "label_mask": label_mask}
+    outputs = {"clip_logits": logits}
+    loss = ClipBCE(masked=True, unlabelled_weight=0.25)(outputs, targets)
+    known = bce(0.5, 1.0) + bce(3.0, 0.0) + bce(2.0, 0.0)
+    # unlabelled cells are negatives (their target is 0), a quarter weight each
+    unknown = bce(-1.0, 0.0) + bce(0.0, 0.0) + bce(-4.0, 0.0)
+    expected = (known + 0.25 * unknown) / (3 + 0.25 * 3)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    # the two ends: 0 is the masked loss, 1 the plain (TP-only) loss
+    assert ClipBCE(masked=True, unlabelled_weight=0.0)(outputs, targets).item() == (
+        pytest.approx(ClipBCE(masked=True)(outputs, targets).item())
+    )
+    assert ClipBCE(masked=True, unlabelled_weight=1.0)(outputs, targets).item() == (
+        pytest.approx(ClipBCE()(outputs, targets).item())
+    )
+    with pytest.raises(ValueError, match="unlabelled_weight"):
+        ClipBCE(masked=True, unlabelled_weight=1.5)
+
+
 def test_masked_clip_bce_with_no_known_cell_is_zero_without_nan():
     logits = torch.randn(2, 3, generator=torch.Generator().manual_seed(0))
     logits.requires_grad_(True)

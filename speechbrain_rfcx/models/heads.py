@@ -174,6 +174,14 @@ class SEDNeck(nn.Module):
     the original RFCX research. The linear layer is named ``fc1`` so that PANNs
     checkpoints map onto it.
 
+    With ``frequency_bins=F'`` the neck is frequency-aware instead: the F'
+    frequency rows of the feature map are kept and flattened into each frame's
+    features (``fc1`` reads D * F' inputs), so the head knows *where* in the
+    spectrum a pattern lies. A convolutional backbone is nearly
+    shift-equivariant in frequency, so after a mean over frequency the same
+    call shape in two bands looks alike; species defined by their band (most
+    RFCX species, and the confusable pairs) are then told apart slowly.
+
     Arguments
     ---------
     in_channels : int
@@ -182,20 +190,36 @@ class SEDNeck(nn.Module):
         Output size of ``fc1`` (defaults to ``in_channels``).
     dropout : float
         Dropout before and after ``fc1``.
+    frequency_bins : int, optional
+        None: mean over frequency (PANNs). An int F': the feature map's
+        frequency size, flattened into the features.
 
     Example
     -------
     >>> neck = SEDNeck(8, 4)
     >>> neck(torch.randn(2, 8, 5, 3)).shape
     torch.Size([2, 5, 4])
+    >>> SEDNeck(8, 4, frequency_bins=3).fc1.in_features
+    24
     """
 
-    def __init__(self, in_channels, out_features=None, dropout=0.5):
+    def __init__(
+        self, in_channels, out_features=None, dropout=0.5, frequency_bins=None
+    ):
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if frequency_bins is not None and (
+            int(frequency_bins) != frequency_bins or frequency_bins < 1
+        ):
+            raise ValueError(
+                f"frequency_bins must be a positive integer or None, got {frequency_bins!r}"
+            )
+        self.frequency_bins = None if frequency_bins is None else int(frequency_bins)
         self.out_features = out_features or in_channels
-        self.fc1 = nn.Linear(in_channels, self.out_features)
+        self.fc1 = nn.Linear(
+            in_channels * (self.frequency_bins or 1), self.out_features
+        )
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, fmap):
@@ -211,7 +235,14 @@ class SEDNeck(nn.Module):
         torch.Tensor
             (B, T', out_features) frame features.
         """
-        if fmap.dim() == 4:
+        if self.frequency_bins is not None:
+            if fmap.dim() != 4 or fmap.shape[3] != self.frequency_bins:
+                raise ValueError(
+                    f"the neck expects (batch, channels, time, {self.frequency_bins}) "
+                    f"feature maps, got {tuple(fmap.shape)}"
+                )
+            fmap = fmap.permute(0, 1, 3, 2).flatten(1, 2)  # (B, D * F', T')
+        elif fmap.dim() == 4:
             fmap = fmap.mean(dim=3)
         if fmap.dim() != 3:
             raise ValueError(

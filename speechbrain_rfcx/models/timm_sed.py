@@ -35,6 +35,11 @@ class TimmSED(SEDModel):
         1 or 2 input channels and drops the classifier. No network access.
     neck_features : int, optional
         Output size of the neck's FC (defaults to the backbone's width).
+    frequency_pooling : str
+        ``"mean"``: the neck averages the feature map over frequency (the
+        original research, PANNs); ``"flatten"``: it keeps the frequency rows
+        and flattens them into each frame's features (frequency-aware, see
+        ``SEDNeck``).
     backbone_kwargs : dict, optional
         Extra arguments of ``timm.create_model`` (e.g. ``drop_path_rate``).
     dropout : float
@@ -62,6 +67,7 @@ class TimmSED(SEDModel):
         backbone="efficientnet_b0",
         pretrained_path=None,
         neck_features=None,
+        frequency_pooling="mean",
         backbone_kwargs=None,
         dropout=0.5,
         channels_last=True,
@@ -90,7 +96,18 @@ class TimmSED(SEDModel):
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         self.time_reduction = self.backbone.feature_info[-1]["reduction"]
-        self.neck = SEDNeck(self.backbone.num_features, neck_features, dropout)
+        if frequency_pooling not in ("mean", "flatten"):
+            raise ValueError(
+                f"frequency_pooling must be 'mean' or 'flatten', got {frequency_pooling!r}"
+            )
+        frequency_bins = None
+        if frequency_pooling == "flatten":
+            with torch.no_grad():
+                probe = torch.zeros(1, self.in_channels, 64, self.features.n_mels)
+                frequency_bins = self.backbone.forward_features(probe).shape[3]
+        self.neck = SEDNeck(
+            self.backbone.num_features, neck_features, dropout, frequency_bins
+        )
         self.head = AttentionSEDHead(
             self.neck.out_features, self.n_classes, self.pooling
         )

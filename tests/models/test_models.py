@@ -251,6 +251,41 @@ def test_neck_is_freq_mean_then_max_plus_avg_pool_then_fc():
     assert torch.allclose(out[0, :, 0], torch.tensor(expected))
 
 
+def test_frequency_aware_neck_keeps_where_in_the_spectrum():
+    neck = SEDNeck(1, 2, dropout=0.0, frequency_bins=2)
+    assert neck.fc1.in_features == 2
+    with torch.no_grad():
+        neck.fc1.weight.copy_(torch.eye(2))
+        neck.fc1.bias.zero_()
+    # the same pattern in the low or the high frequency row: a mean over
+    # frequency cannot tell them apart, the flattening neck can
+    low = torch.tensor([[[[5.0, 0.0], [5.0, 0.0], [5.0, 0.0]]]])
+    high = low.flip(-1)
+    mean_neck = SEDNeck(1, 1, dropout=0.0)
+    assert torch.equal(mean_neck(low), mean_neck(high))
+    out_low, out_high = neck(low), neck(high)
+    assert out_low[0, 1, 0] > 0 and out_low[0, 1, 1] == 0
+    assert out_high[0, 1, 1] > 0 and out_high[0, 1, 0] == 0
+    with pytest.raises(ValueError, match=r"time, 2\) feature maps"):
+        neck(torch.zeros(1, 1, 3, 4))
+    with pytest.raises(ValueError, match="frequency_bins"):
+        SEDNeck(1, 1, frequency_bins=0)
+
+
+def test_timm_sed_frequency_pooling_options():
+    model = build("timm_sed", frequency_pooling="flatten")
+    # 32 mels leave one frequency row after the stride-32 backbone, 64 two
+    wide = build("timm_sed", frequency_pooling="flatten", n_mels=64)
+    assert wide.neck.frequency_bins == 2
+    assert wide.neck.fc1.in_features == 2 * wide.backbone.num_features
+    with torch.no_grad():
+        out = wide.eval()(torch.randn(1, SR))
+    assert out["clip_logits"].shape == (1, 5)
+    assert model.neck.frequency_bins == 1
+    with pytest.raises(ValueError, match="frequency_pooling"):
+        build("timm_sed", frequency_pooling="max")
+
+
 def test_frame_mask_and_input_checks():
     assert frame_mask(torch.tensor([1.0, 0.25, 0.3]), 4).sum(1).tolist() == [4, 1, 2]
     model = build("transformer_sed")
