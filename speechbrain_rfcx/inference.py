@@ -28,7 +28,7 @@ import torch
 
 from speechbrain_rfcx.augment import change_speed
 from speechbrain_rfcx.data.audio import audio_info, read_segment
-from speechbrain_rfcx.models._base import frame_mask
+from speechbrain_rfcx.frames import frame_mask
 
 
 class ScoringSettings(NamedTuple):

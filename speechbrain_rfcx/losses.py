@@ -10,9 +10,10 @@ so a recipe picks its loss in hyperpyyaml.
 Frame targets have their own time resolution T; they are aligned to the model's
 T' frames with :func:`align_frames` (a model frame is positive if any target
 frame it covers is positive). Frames past a crop's valid length (``lens``) never
-contribute. Masked variants average only over cells whose label is known
-(TP -> 1, FP -> 0, unlabelled ignored); with no known cell the loss is 0 with a
-zero gradient, never NaN.
+contribute; they are the frames the model masks, by the same rule
+(:func:`speechbrain_rfcx.frames.frame_mask`). Masked variants average only over
+cells whose label is known (TP -> 1, FP -> 0, unlabelled ignored); with no known
+cell the loss is 0 with a zero gradient, never NaN.
 
 Authors
  * speechbrain-rfcx contributors
@@ -22,12 +23,12 @@ import math
 
 import torch
 import torch.nn.functional as F
-from speechbrain.dataio.dataio import length_to_mask
 from torchvision.ops import sigmoid_focal_loss
+
+from speechbrain_rfcx.frames import frame_mask
 
 __all__ = [
     "align_frames",
-    "frame_valid_mask",
     "ClipBCE",
     "FocalBCE",
     "FrameBCE",
@@ -81,43 +82,6 @@ def align_frames(x, n_frames):
     return pooled.to(x.dtype)
 
 
-def frame_valid_mask(lens, n_frames):
-    """Returns a (B, n_frames) float mask of the frames inside each valid length.
-
-    A frame is valid when it starts before the crop's end (``i < lens * n_frames``,
-    with a small tolerance for rounding), as in SpeechBrain's masked losses.
-
-    Arguments
-    ---------
-    lens : torch.Tensor
-        Relative valid lengths, shape (B,), values in (0, 1].
-    n_frames : int
-        Number of frames.
-
-    Returns
-    -------
-    torch.Tensor
-        Float mask of shape (B, n_frames), 1 for valid frames.
-
-    Example
-    -------
-    >>> frame_valid_mask(torch.tensor([1.0, 0.5, 0.3]), 4)
-    tensor([[1., 1., 1., 1.],
-            [1., 1., 0., 0.],
-            [1., 1., 0., 0.]])
-    """
-    lens = torch.as_tensor(lens)
-    if lens.dim() != 1:
-        raise ValueError(f"lens must have shape (B,), got {tuple(lens.shape)}")
-    if not lens.is_floating_point():
-        lens = lens.float()
-    if bool(((lens <= 0) | (lens > 1)).any()):
-        raise ValueError(f"lens must lie in (0, 1], got {lens.tolist()}")
-    return length_to_mask(
-        lens * n_frames - 1e-6, max_len=int(n_frames), dtype=lens.dtype
-    )
-
-
 def _get(mapping, key, owner, kind="targets"):
     """Fetches ``mapping[key]`` or raises a ValueError naming the missing key."""
     if key not in mapping:
@@ -165,7 +129,7 @@ def _frame_weights(targets, n_frames, batch, owner):
             f"{owner}: targets['lens'] has shape {tuple(lens.shape)}, "
             f"expected ({batch},)"
         )
-    return frame_valid_mask(lens, n_frames)
+    return frame_mask(lens, n_frames)
 
 
 class ClipBCE(torch.nn.Module):

@@ -15,7 +15,6 @@ from speechbrain_rfcx.losses import (
     FrameMaskBCE,
     SEDLoss,
     align_frames,
-    frame_valid_mask,
 )
 
 
@@ -78,22 +77,6 @@ def test_align_frames_rejects_bad_input():
         align_frames(torch.zeros(1, 4), 0)
     with pytest.raises(ValueError, match=r"\(B, T"):
         align_frames(torch.zeros(4), 2)
-
-
-def test_frame_valid_mask_hand_values():
-    mask = frame_valid_mask(torch.tensor([1.0, 0.5, 0.3, 0.25]), 4)
-    assert mask.tolist() == [
-        [1, 1, 1, 1],
-        [1, 1, 0, 0],
-        [1, 1, 0, 0],  # 0.3 * 4 = 1.2: frame 1 is partly valid
-        [1, 0, 0, 0],  # exactly one frame, despite float rounding
-    ]
-    # float32: 0.6 * 25 = 15.000001, still exactly 15 valid frames
-    assert frame_valid_mask(torch.tensor([0.6]), 25).sum().item() == 15
-    with pytest.raises(ValueError, match="lens"):
-        frame_valid_mask(torch.tensor([0.0, 1.0]), 4)
-    with pytest.raises(ValueError, match="lens"):
-        frame_valid_mask(torch.tensor([1.5]), 4)
 
 
 # ---------------------------------------------------------------- clip losses

@@ -8,11 +8,11 @@ Registered: ``timm_sed``, ``panns_cnn14``, ``conformer_sed``, ``transformer_sed`
 ``crnn_sed``.
 """
 
+from speechbrain_rfcx.frames import frame_mask
 from speechbrain_rfcx.models._base import (
     SEDModel,
     SequenceEncoderSED,
     create_model,
-    frame_mask,
     list_models,
     masked_mean,
     register_model,

@@ -17,6 +17,7 @@ from speechbrain.lobes.models.convolution import ConvolutionFrontEnd
 from torch import nn
 
 from speechbrain_rfcx.features import LogMelFeatures
+from speechbrain_rfcx.frames import frame_mask
 from speechbrain_rfcx.models.heads import AttentionSEDHead
 
 _MODEL_REGISTRY = {}
@@ -109,38 +110,6 @@ def list_models():
     return sorted(_MODEL_REGISTRY)
 
 
-def frame_mask(rel_lens, n_frames):
-    """(B,) relative lengths -> (B, n_frames) bool mask of valid frames.
-
-    A frame is valid when it starts inside the valid part, i.e. the first
-    ``ceil(rel_len * n_frames)`` frames (at least one) are valid. Relative
-    lengths stay meaningful at any time resolution, so one ``lens`` serves the
-    features and every downsampled layer.
-
-    Arguments
-    ---------
-    rel_lens : torch.Tensor
-        (B,) relative lengths in (0, 1].
-    n_frames : int
-        Number of frames of the (padded) sequence.
-
-    Returns
-    -------
-    torch.Tensor
-        (B, n_frames) bool, True on valid frames.
-
-    Example
-    -------
-    >>> frame_mask(torch.tensor([1.0, 0.5, 0.01]), 4)
-    tensor([[ True,  True,  True,  True],
-            [ True,  True, False, False],
-            [ True, False, False, False]])
-    """
-    # The small tolerance keeps 0.5 * 4 from becoming 3 through rounding error.
-    counts = torch.ceil(rel_lens.float() * n_frames - 1e-4).clamp(1, n_frames)
-    return length_to_mask(counts, max_len=n_frames).bool()
-
-
 def masked_mean(x, mask):
     """Mean of (B, T, D) features over the valid frames of a (B, T) mask.
 
@@ -199,7 +168,7 @@ def check_inputs(wavs, lens):
         )
     if bool(((lens <= 0) | (lens > 1 + 1e-6)).any()):
         raise ValueError(f"lens must lie in (0, 1], got {lens.tolist()}")
-    return lens
+    return lens.clamp(max=1.0)
 
 
 class SEDModel(nn.Module):
@@ -316,8 +285,10 @@ class SEDModel(nn.Module):
         -------
         feats : torch.Tensor
             (B, C_in, T, F) features, padded frames set to zero.
-        rel_frame_lens : torch.Tensor
-            (B,) relative valid lengths of the feature frames.
+        lens : torch.Tensor
+            (B,) the checked relative lengths (all ones for None): every
+            downsampled sequence of the model takes its valid frames from
+            them with ``speechbrain_rfcx.frames.frame_mask``, as the losses do.
         """
         lens = check_inputs(wavs, lens)
         n_samples = wavs.shape[1]
@@ -343,7 +314,7 @@ class SEDModel(nn.Module):
             feats = self.features.add_frequency_channel(feats)
         else:
             feats = feats.unsqueeze(1)
-        return feats, frame_lens.float() / n_frames
+        return feats, lens
 
     def encode(self, feats, rel_lens):
         """(B, C_in, T, F) features -> (B, T', D) frame features (subclasses)."""

@@ -9,6 +9,7 @@ scratch on a CPU, which the ImageNet-shaped backbones are not.
 
 from torch import nn
 
+from speechbrain_rfcx.frames import frame_mask
 from speechbrain_rfcx.models._base import SEDModel, register_model
 from speechbrain_rfcx.models.heads import AttentionSEDHead
 from speechbrain_rfcx.models.panns import ConvBlock
@@ -80,7 +81,7 @@ class CRNNSED(SEDModel):
         for block, pool in zip(self.blocks, self.pools):
             x = self.conv_dropout(block(x, pool_size=pool))
         x = x.permute(0, 2, 1, 3).flatten(start_dim=2)  # (B, T', C * F')
-        lengths = (rel_lens * x.shape[1]).ceil().clamp(min=1).long().cpu()
+        lengths = frame_mask(rel_lens, x.shape[1]).sum(1).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(
             x, lengths, batch_first=True, enforce_sorted=False
         )

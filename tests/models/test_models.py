@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch import nn
 
+from speechbrain_rfcx.losses import FrameBCE, FrameMaskBCE
 from speechbrain_rfcx.models import (
     AttentionSEDHead,
     SEDNeck,
     create_model,
-    frame_mask,
     list_models,
     register_model,
 )
@@ -118,6 +118,43 @@ def test_model_contract(name, frequency_channel):
         assert torch.equal(first[key], inferred[key]), key
         # what the padding contains never changes the padded item's outputs
         assert torch.equal(first[key][1], other_pad[key][1]), key
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_frame_losses_never_count_a_frame_the_model_masked(name, monkeypatch):
+    model = build(name).eval()
+    with torch.no_grad():
+        n_out = model(torch.zeros(1, N_SAMPLES))["frame_logits"].shape[1]
+    # relative lengths just before and just after output-frame boundaries,
+    # where two roundings of ``lens * n_frames`` disagree
+    edges = torch.linspace(1, n_out - 1, min(n_out - 1, 6)).round()
+    lens = torch.cat([(edges - 0.002) / n_out, (edges + 0.002) / n_out, torch.ones(1)])
+    wavs = 0.1 * torch.randn(
+        len(lens), N_SAMPLES, generator=torch.Generator().manual_seed(2)
+    )
+    masks = []
+    pool = model.head.pool
+
+    def recording_pool(frame_logits, attention_logits=None, mask=None):
+        masks.append(mask)
+        return pool(frame_logits, attention_logits, mask)
+
+    monkeypatch.setattr(model.head, "pool", recording_pool)
+    with torch.no_grad():
+        out = model(wavs, lens)
+    (model_valid,) = masks
+    assert model_valid.shape == out["frame_logits"].shape[:2]
+    targets = {
+        "frame_target": torch.ones(len(lens), 2 * n_out, 5),
+        "frame_mask": torch.ones(len(lens), 2 * n_out),
+        "lens": lens,
+    }
+    for loss in (FrameBCE(), FrameMaskBCE(n_classes=5)):
+        logits = out["frame_logits"].clone().requires_grad_()
+        loss({"frame_logits": logits}, targets).backward()
+        counted = logits.grad.abs().sum(-1) > 0
+        assert counted.any(1).all()
+        assert not (counted & ~model_valid.bool()).any(), type(loss).__name__
 
 
 @pytest.mark.parametrize("name", ["conformer_sed", "transformer_sed"])
@@ -286,8 +323,7 @@ def test_timm_sed_frequency_pooling_options():
         build("timm_sed", frequency_pooling="max")
 
 
-def test_frame_mask_and_input_checks():
-    assert frame_mask(torch.tensor([1.0, 0.25, 0.3]), 4).sum(1).tolist() == [4, 1, 2]
+def test_input_checks():
     model = build("transformer_sed")
     with pytest.raises(ValueError, match="lens"):
         model(torch.randn(2, 8000), torch.tensor([1.0, 0.0]))
