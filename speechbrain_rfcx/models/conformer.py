@@ -7,7 +7,8 @@ Authors
 from speechbrain.lobes.models.transformer.Conformer import ConformerEncoder
 from speechbrain.nnet.attention import RelPosEncXL
 
-from speechbrain_rfcx.models._base import SequenceEncoderSED, register_model
+from speechbrain_rfcx.models.registry import register_model
+from speechbrain_rfcx.models.sequence import SequenceEncoderSED
 
 
 @register_model("conformer_sed")

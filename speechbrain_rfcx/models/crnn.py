@@ -10,9 +10,10 @@ scratch on a CPU, which the ImageNet-shaped backbones are not.
 from torch import nn
 
 from speechbrain_rfcx.frames import frame_mask
-from speechbrain_rfcx.models._base import SEDModel, register_model
+from speechbrain_rfcx.models.base import SEDModel
+from speechbrain_rfcx.models.blocks import ConvBlock
 from speechbrain_rfcx.models.heads import AttentionSEDHead
-from speechbrain_rfcx.models.panns import ConvBlock
+from speechbrain_rfcx.models.registry import register_model
 
 
 @register_model("crnn_sed")

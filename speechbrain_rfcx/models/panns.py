@@ -13,11 +13,12 @@ import logging
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from speechbrain_rfcx.models._base import SEDModel, register_model
+from speechbrain_rfcx.models.base import SEDModel
+from speechbrain_rfcx.models.blocks import ConvBlock
 from speechbrain_rfcx.models.heads import AttentionSEDHead, SEDNeck
+from speechbrain_rfcx.models.registry import register_model
 
 logger = logging.getLogger(__name__)
 
@@ -30,36 +31,6 @@ _KEY_PREFIXES = (
     ("bn0.", "bn0."),
     ("conv_block", "conv_block"),
 )
-
-
-class ConvBlock(nn.Module):
-    """Two 3x3 conv + BatchNorm + ReLU layers, then average pooling (CNN14).
-
-    Arguments
-    ---------
-    in_channels : int
-        Input channels.
-    out_channels : int
-        Output channels.
-
-    Example
-    -------
-    >>> ConvBlock(1, 4)(torch.randn(2, 1, 8, 6), pool_size=(2, 2)).shape
-    torch.Size([2, 4, 4, 3])
-    """
-
-    def __init__(self, in_channels, out_channels):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-
-    def forward(self, x, pool_size=(2, 2)):
-        """(B, C_in, T, F) -> (B, C_out, T / pool, F / pool)."""
-        x = F.relu(self.bn1(self.conv1(x)))
-        x = F.relu(self.bn2(self.conv2(x)))
-        return F.avg_pool2d(x, kernel_size=pool_size)
 
 
 @register_model("panns_cnn14")

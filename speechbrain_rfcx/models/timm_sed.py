@@ -9,8 +9,9 @@ from pathlib import Path
 import timm
 import torch
 
-from speechbrain_rfcx.models._base import SEDModel, register_model
+from speechbrain_rfcx.models.base import SEDModel
 from speechbrain_rfcx.models.heads import AttentionSEDHead, SEDNeck
+from speechbrain_rfcx.models.registry import register_model
 
 
 @register_model("timm_sed")

@@ -10,7 +10,8 @@ from speechbrain.lobes.models.transformer.Transformer import (
 )
 from torch import nn
 
-from speechbrain_rfcx.models._base import SequenceEncoderSED, register_model
+from speechbrain_rfcx.models.registry import register_model
+from speechbrain_rfcx.models.sequence import SequenceEncoderSED
 
 
 @register_model("transformer_sed")
