@@ -54,8 +54,8 @@ def time_recipe(name, steps, device, batch_size=None):
     wavs, targets = synthetic_batch(hparams, batch_size, device)
 
     def step():
-        w, lens, t = hparams["augment"](wavs, targets["lens"], targets)
-        total, _ = loss(model(w, lens), t)
+        w, t = hparams["augment"](wavs, targets)
+        total, _ = loss(model(w, t["lens"]), t)
         for opt in optimisers:
             opt.zero_grad()
         total.backward()

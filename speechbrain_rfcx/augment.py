@@ -1,8 +1,9 @@
 """Batch augmentations that keep SED targets consistent with the audio.
 
-Every augmentation acts on a training batch ``(wavs, lens, targets)`` where
-``wavs`` is ``(B, samples)``, ``lens`` the relative valid lengths ``(B,)`` and
-``targets`` the dictionary of the shared contract::
+Every augmentation acts on a training batch ``(wavs, targets)`` where
+``wavs`` is ``(B, samples)`` and ``targets`` the dictionary of the target
+contract declared in ``speechbrain_rfcx.data.crops``, the relative valid
+lengths included::
 
     clip_target (B, C), frame_target (B, T, C), frame_mask (B, T),
     label_mask (B, C), frame_label_mask (B, T, C), lens (B,)
@@ -12,7 +13,8 @@ unchanged (they stay attached to their own example). Inputs are never
 modified in place; a new ``targets`` dictionary is returned.
 
 The signal processing itself comes from ``speechbrain.augment``
-(``Resample`` for speed changes, ``SpectrogramDrop`` for SpecAugment,
+(``Resample`` for speed changes, in ``speechbrain_rfcx.speed``, which the
+scorer's test-time augmentation shares; ``SpectrogramDrop`` for SpecAugment,
 ``AddNoise`` for noise files); this module adds the target bookkeeping.
 
 All randomness goes through an optional ``torch.Generator`` (``generator``
@@ -25,19 +27,18 @@ Authors
 * speechbrain-rfcx contributors
 """
 
-import functools
-from fractions import Fraction
-
 import torch
 from speechbrain.augment.freq_domain import SpectrogramDrop
-from speechbrain.augment.time_domain import AddNoise, Resample
-from speechbrain.processing.signal_processing import compute_amplitude
+from speechbrain.augment.time_domain import AddNoise
 
-CLIP_KEYS = ("clip_target", "label_mask")
-FRAME_KEYS = ("frame_target", "frame_mask", "frame_label_mask")
-SOFT_KEYS = ("clip_target", "frame_target", "frame_mask")
-KNOWN_MASK_KEYS = ("label_mask", "frame_label_mask")
-_MAX_SPEED_DENOMINATOR = 100
+from speechbrain_rfcx.data.crops import (
+    FRAME_KEYS,
+    KNOWN_MASK_KEYS,
+    SOFT_KEYS,
+    check_targets,
+    check_wavs,
+)
+from speechbrain_rfcx.speed import change_speed, speed_ratio
 
 
 # ----------------------------------------------------------------------------
@@ -91,90 +92,6 @@ def _sample_beta(alpha, size, generator=None):
         return beta.sample((size,))
 
 
-def _check_wavs(wavs):
-    if not torch.is_tensor(wavs) or wavs.dim() != 2:
-        shape = tuple(wavs.shape) if torch.is_tensor(wavs) else type(wavs).__name__
-        raise ValueError(f"wavs must be a (batch, samples) tensor, got {shape}")
-    if not wavs.is_floating_point():
-        raise ValueError(f"wavs must be floating point, got dtype {wavs.dtype}")
-
-
-def _check_lens(lens, batch_size, name="lens"):
-    if lens.shape != (batch_size,):
-        raise ValueError(
-            f"{name} must have shape ({batch_size},), got {tuple(lens.shape)}"
-        )
-    if torch.any(lens <= 0) or torch.any(lens > 1):
-        raise ValueError(
-            f"{name} must be relative lengths in (0, 1], got {lens.tolist()}"
-        )
-
-
-def _check_targets(targets, batch_size):
-    """Validate the shapes of the contract keys; return the frame count T."""
-    if not isinstance(targets, dict):
-        raise ValueError(f"targets must be a dict, got {type(targets).__name__}")
-    n_frames = None
-    for key, value in targets.items():
-        if key in CLIP_KEYS or key in FRAME_KEYS or key == "lens":
-            if not torch.is_tensor(value) or value.shape[:1] != (batch_size,):
-                shape = tuple(value.shape) if torch.is_tensor(value) else value
-                raise ValueError(
-                    f"targets['{key}'] must be a tensor with batch size "
-                    f"{batch_size}, got {shape}"
-                )
-        expected_dim = {"frame_mask": 2, "lens": 1}.get(
-            key, 3 if key in FRAME_KEYS else 2 if key in CLIP_KEYS else None
-        )
-        if expected_dim is not None and value.dim() != expected_dim:
-            raise ValueError(
-                f"targets['{key}'] must have {expected_dim} dimensions, "
-                f"got shape {tuple(value.shape)}"
-            )
-        if key in FRAME_KEYS:
-            if n_frames is not None and value.shape[1] != n_frames:
-                raise ValueError(
-                    f"targets['{key}'] has {value.shape[1]} frames but other "
-                    f"frame targets have {n_frames}"
-                )
-            n_frames = value.shape[1]
-    if "lens" in targets:
-        _check_lens(targets["lens"], batch_size, name="targets['lens']")
-    return n_frames
-
-
-@functools.lru_cache(maxsize=16)
-def _resampler(orig_freq, new_freq):
-    return Resample(orig_freq=orig_freq, new_freq=new_freq)
-
-
-def _speed_ratio(speed):
-    """The speed as a compact fraction (numerator, denominator)."""
-    if not speed > 0:
-        raise ValueError(f"speed must be positive, got {speed}")
-    ratio = Fraction(speed).limit_denominator(_MAX_SPEED_DENOMINATOR)
-    return ratio.numerator, ratio.denominator
-
-
-def _time_stretch_frames(x, numerator, denominator):
-    """Remap the time axis of frame targets for a speed of num/den.
-
-    Output frame ``j`` covers input time ``[j, j + 1) * speed`` (in frames);
-    it takes the max over the input frames it overlaps, and zero when it lies
-    past the end of the input. Integer arithmetic keeps the overlap exact.
-    """
-    n_frames = x.shape[1]
-    idx = torch.arange(n_frames, device=x.device)
-    out_j, in_k = idx.view(-1, 1), idx.view(1, -1)
-    overlap = (in_k * denominator < (out_j + 1) * numerator) & (
-        (in_k + 1) * denominator > out_j * numerator
-    )
-    trailing = x.shape[2:]
-    flat = x.reshape(x.shape[0], 1, n_frames, -1)
-    weights = overlap.to(x.dtype).view(1, n_frames, n_frames, 1)
-    return (flat * weights).amax(dim=2).reshape(x.shape[0], n_frames, *trailing)
-
-
 # ----------------------------------------------------------------------------
 # Public augmentations
 # ----------------------------------------------------------------------------
@@ -219,8 +136,8 @@ def mixup(wavs, targets, alpha=0.1, generator=None):
     >>> bool((new_targets["label_mask"] >= targets["label_mask"]).all())
     True
     """
-    _check_wavs(wavs)
-    _check_targets(targets, wavs.shape[0])
+    check_wavs(wavs)
+    check_targets(targets, wavs.shape[0])
     if not alpha > 0:
         raise ValueError(f"mixup alpha must be positive, got {alpha}")
     batch_size = wavs.shape[0]
@@ -240,108 +157,6 @@ def mixup(wavs, targets, alpha=0.1, generator=None):
         elif key in KNOWN_MASK_KEYS or key == "lens":
             mixed_targets[key] = torch.maximum(value, value[perm])
     return mix(wavs), mixed_targets
-
-
-def change_speed(wavs, lens, targets=None, speed=1.0):
-    """Play a batch at ``speed`` and keep the original number of samples.
-
-    The audio is resampled (speechbrain ``Resample``) so that an event at time
-    ``t`` moves to ``t / speed`` and a tone at ``f`` Hz moves to
-    ``f * speed`` Hz, then the tail is cropped (``speed < 1``) or zero-padded
-    (``speed > 1``) back to the input length. The speed is approximated by a
-    fraction with denominator at most 100 (0.9 -> 9/10, 1.1 -> 11/10).
-
-    Target conventions:
-
-    * ``lens`` (and ``targets['lens']``) become ``min(lens / speed, 1)``.
-    * Frame targets (``frame_target``, ``frame_mask``, ``frame_label_mask``)
-      keep their frame count ``T``; new frame ``j`` takes the max over the old
-      frames overlapping ``[j, j + 1) * speed``, so events move to
-      ``t / speed`` (within a frame); frames past the end of the original
-      audio become zero (no call, unknown).
-    * Clip targets: a species whose positive frames (``frame_target``) are all
-      cropped away loses its clip label (``clip_target`` and ``label_mask``
-      set to 0: unknown); a species whose known frames (``frame_label_mask``,
-      e.g. an FP box) are all cropped away becomes unknown (``label_mask`` 0).
-      Only ``speed < 1`` crops anything away.
-
-    Arguments
-    ---------
-    wavs : torch.Tensor
-        Audio batch, shape ``(B, samples)``.
-    lens : torch.Tensor
-        Relative valid lengths, shape ``(B,)``.
-    targets : dict, optional
-        Targets of the contract (any subset of its keys), or None.
-    speed : float
-        Playback speed factor (> 1 is faster and shorter).
-
-    Returns
-    -------
-    wavs : torch.Tensor
-        Perturbed audio, same shape as the input.
-    lens : torch.Tensor
-        New relative lengths.
-    targets : dict or None
-        New targets dictionary (None if ``targets`` was None).
-
-    Example
-    -------
-    >>> wavs = torch.zeros(1, 1000)
-    >>> targets = {"frame_target": torch.tensor([[[0.0], [0.0], [0.0], [1.0]]])}
-    >>> out, lens, new = change_speed(wavs, torch.ones(1), targets, speed=2.0)
-    >>> out.shape, lens
-    (torch.Size([1, 1000]), tensor([0.5000]))
-    >>> new["frame_target"].flatten().tolist()
-    [0.0, 1.0, 0.0, 0.0]
-    """
-    _check_wavs(wavs)
-    batch_size, n_samples = wavs.shape
-    _check_lens(lens, batch_size)
-    has_targets = targets is not None
-    targets = targets if has_targets else {}
-    n_frames = _check_targets(targets, batch_size)
-    numerator, denominator = _speed_ratio(speed)
-    new_targets = dict(targets) if has_targets else None
-    if numerator == denominator:
-        return wavs, lens, new_targets
-
-    # Resampling from rate num to rate den plays the audio num/den faster.
-    stretched = _resampler(numerator, denominator)(wavs)
-    if stretched.shape[1] >= n_samples:
-        stretched = stretched[:, :n_samples]
-    else:
-        stretched = torch.nn.functional.pad(
-            stretched, (0, n_samples - stretched.shape[1])
-        )
-    exact_speed = numerator / denominator
-    new_lens = (lens / exact_speed).clamp(max=1.0)
-    if "lens" in targets:
-        new_targets["lens"] = (targets["lens"] / exact_speed).clamp(max=1.0)
-
-    if n_frames is not None:
-        for key in FRAME_KEYS:
-            if key in targets:
-                new_targets[key] = _time_stretch_frames(
-                    targets[key], numerator, denominator
-                )
-        _drop_cropped_labels(targets, new_targets)
-    return stretched, new_lens, new_targets
-
-
-def _drop_cropped_labels(old, new):
-    """Clip labels whose frame evidence was cropped away become unknown."""
-    lost = None
-    for key in ("frame_target", "frame_label_mask"):
-        if key in old:
-            had = old[key].amax(dim=1) > 0
-            has = new[key].amax(dim=1) > 0
-            key_lost = had & ~has
-            lost = key_lost if lost is None else lost | key_lost
-            if key == "frame_target" and "clip_target" in old:
-                new["clip_target"] = old["clip_target"].masked_fill(key_lost, 0.0)
-    if lost is not None and "label_mask" in old:
-        new["label_mask"] = old["label_mask"].masked_fill(lost, 0.0)
 
 
 def speed_perturb(wavs, lens, targets=None, speeds=(0.9, 1.0, 1.1), generator=None):
@@ -379,7 +194,7 @@ def speed_perturb(wavs, lens, targets=None, speeds=(0.9, 1.0, 1.1), generator=No
     if not speeds:
         raise ValueError("speeds must contain at least one speed factor")
     for speed in speeds:
-        _speed_ratio(speed)
+        speed_ratio(speed)
     speed = speeds[int(_randint(len(speeds), (1,), generator))]
     return change_speed(wavs, lens, targets, speed)
 
@@ -408,83 +223,11 @@ def random_gain(wavs, min_db=-6.0, max_db=6.0, generator=None):
     >>> torch.allclose(out, torch.full((3, 10), 0.1))
     True
     """
-    _check_wavs(wavs)
+    check_wavs(wavs)
     if min_db > max_db:
         raise ValueError(f"min_db ({min_db}) must not exceed max_db ({max_db})")
     gain_db = _uniform((wavs.shape[0], 1), min_db, max_db, generator, wavs.device)
     return wavs * 10.0 ** (gain_db.to(wavs.dtype) / 20.0)
-
-
-def add_background_noise(
-    wavs, noise, snr_low=0.0, snr_high=20.0, lens=None, generator=None
-):
-    """Add a random segment of a noise bank to each example at a random SNR.
-
-    For each example a noise row and a start offset are drawn (rows shorter
-    than the audio are tiled), and the segment is scaled so that
-    ``20 * log10(rms(signal) / rms(noise)) = snr`` with ``snr`` drawn
-    uniformly in ``[snr_low, snr_high]`` dB. With ``lens`` the signal RMS is
-    measured on the valid part only and the padding stays zero.
-
-    Arguments
-    ---------
-    wavs : torch.Tensor
-        Audio batch, shape ``(B, samples)``.
-    noise : torch.Tensor
-        Noise bank, shape ``(N, noise_samples)``.
-    snr_low, snr_high : float
-        SNR range in dB.
-    lens : torch.Tensor, optional
-        Relative valid lengths, shape ``(B,)``.
-    generator : torch.Generator, optional
-        Source of randomness (global RNG if None).
-
-    Returns
-    -------
-    torch.Tensor
-        Noisy audio, same shape.
-
-    Example
-    -------
-    >>> wavs = torch.sin(torch.arange(800.0)).repeat(2, 1)
-    >>> bank = torch.randn(3, 500)
-    >>> noisy = add_background_noise(wavs, bank, snr_low=10.0, snr_high=10.0)
-    >>> def rms(x):
-    ...     return x.pow(2).mean(dim=1).sqrt()
-    >>> snr = 20 * torch.log10(rms(wavs) / rms(noisy - wavs))
-    >>> torch.allclose(snr, torch.tensor([10.0, 10.0]), atol=1e-3)
-    True
-    """
-    _check_wavs(wavs)
-    batch_size, n_samples = wavs.shape
-    if not torch.is_tensor(noise) or noise.dim() != 2 or noise.numel() == 0:
-        shape = tuple(noise.shape) if torch.is_tensor(noise) else noise
-        raise ValueError(f"noise must be a non-empty (N, samples) tensor, got {shape}")
-    if snr_low > snr_high:
-        raise ValueError(f"snr_low ({snr_low}) must not exceed snr_high ({snr_high})")
-    if lens is None:
-        lens = torch.ones(batch_size, device=wavs.device)
-    _check_lens(lens, batch_size)
-
-    n_noises, noise_len = noise.shape
-    rows = _randint(n_noises, (batch_size,), generator)
-    offsets = _randint(noise_len, (batch_size,), generator)
-    repeats = -(-n_samples // noise_len) + 1
-    segments = torch.stack(
-        [
-            noise[row].repeat(repeats)[offset : offset + n_samples]
-            for row, offset in zip(rows.tolist(), offsets.tolist())
-        ]
-    ).to(wavs.device, wavs.dtype)
-
-    abs_lens = (lens * n_samples).round().clamp(min=1).unsqueeze(1)
-    valid = torch.arange(n_samples, device=wavs.device).unsqueeze(0) < abs_lens
-    segments = segments * valid
-    signal_rms = compute_amplitude(wavs * valid, abs_lens, amp_type="rms")
-    noise_rms = compute_amplitude(segments, abs_lens, amp_type="rms")
-    snr = _uniform((batch_size, 1), snr_low, snr_high, generator, wavs.device)
-    scale = signal_rms * 10.0 ** (-snr.to(wavs.dtype) / 20.0) / (noise_rms + 1e-12)
-    return wavs + scale * segments
 
 
 def csv_noise(csv_file, snr_low=0.0, snr_high=20.0, sample_rate=48000, **kwargs):
@@ -570,9 +313,9 @@ def time_shift(wavs, targets, max_shift=0.5, generator=None):
     >>> torch.equal(out[:, ::2] // 2, (torch.arange(4) - shift) % 4)
     True
     """
-    _check_wavs(wavs)
+    check_wavs(wavs)
     batch_size, n_samples = wavs.shape
-    n_frames = _check_targets(targets, batch_size)
+    n_frames = check_targets(targets, batch_size)
     if not 0.0 <= max_shift <= 1.0:
         raise ValueError(f"max_shift must be a fraction in [0, 1], got {max_shift}")
     resolution = n_frames if n_frames is not None else n_samples
@@ -723,12 +466,12 @@ class BatchAugment(torch.nn.Module):
     Example
     -------
     >>> augment = BatchAugment(mixup_alpha=0.4, mixup_prob=1.0)
-    >>> wavs, lens = torch.randn(4, 480), torch.ones(4)
-    >>> targets = {"clip_target": torch.eye(4), "lens": lens}
-    >>> out, out_lens, out_targets = augment(wavs, lens, targets)
+    >>> wavs = torch.randn(4, 480)
+    >>> targets = {"clip_target": torch.eye(4), "lens": torch.ones(4)}
+    >>> out, out_targets = augment(wavs, targets)
     >>> out.shape, out_targets["clip_target"].shape
     (torch.Size([4, 480]), torch.Size([4, 4]))
-    >>> augment.eval()(wavs, lens, targets)[0] is wavs
+    >>> augment.eval()(wavs, targets)[0] is wavs
     True
     """
 
@@ -767,7 +510,7 @@ class BatchAugment(torch.nn.Module):
             if not self.speeds:
                 raise ValueError("speeds must contain at least one speed factor")
             for speed in self.speeds:
-                _speed_ratio(speed)
+                speed_ratio(speed)
         self.mixup_alpha = mixup_alpha
         self.mixup_prob = mixup_prob
         self.speed_prob = speed_prob
@@ -781,32 +524,35 @@ class BatchAugment(torch.nn.Module):
             else None
         )
 
-    def forward(self, wavs, lens, targets, generator=None):
+    def forward(self, wavs, targets, generator=None):
         """Augment a training batch.
 
         Arguments
         ---------
         wavs : torch.Tensor
             Audio batch, shape ``(B, samples)``.
-        lens : torch.Tensor
-            Relative valid lengths, shape ``(B,)``.
         targets : dict
-            Targets of the contract.
+            Targets of the contract, with ``lens`` (B,), the relative valid
+            lengths (the only copy of them: the model reads the returned
+            ``targets['lens']``).
         generator : torch.Generator, optional
             Source of randomness (global RNG if None; the CSV noise always
             uses the global RNG).
 
         Returns
         -------
-        wavs, lens, targets
-            The augmented batch; ``targets['lens']`` equals the returned lens.
+        wavs, targets
+            The augmented batch.
         """
+        if "lens" not in targets:
+            raise ValueError(
+                f"BatchAugment needs targets['lens'] (got keys {sorted(targets)})"
+            )
         if not self.training:
-            return wavs, lens, targets
-        targets = {**targets, "lens": lens}
+            return wavs, targets
         if _coin(self.speed_prob, generator):
-            wavs, lens, targets = speed_perturb(
-                wavs, lens, targets, self.speeds, generator=generator
+            wavs, _, targets = speed_perturb(
+                wavs, targets["lens"], targets, self.speeds, generator=generator
             )
         if _coin(self.shift_prob, generator):
             wavs, targets = time_shift(wavs, targets, self.max_shift, generator)
@@ -816,4 +562,4 @@ class BatchAugment(torch.nn.Module):
             wavs = self.noise(wavs, targets["lens"])
         if _coin(self.mixup_prob, generator):
             wavs, targets = mixup(wavs, targets, self.mixup_alpha, generator)
-        return wavs, targets["lens"], targets
+        return wavs, targets

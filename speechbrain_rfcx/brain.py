@@ -39,18 +39,11 @@ import torch
 from speechbrain.utils.seed import seed_everything
 from torch.nn.parallel import DistributedDataParallel
 
+from speechbrain_rfcx.data.crops import TARGET_KEYS
 from speechbrain_rfcx.inference import score_recordings
 from speechbrain_rfcx.metrics import LwlrapStats
 
 logger = logging.getLogger(__name__)
-
-TARGET_KEYS = (
-    "clip_target",
-    "frame_target",
-    "frame_mask",
-    "label_mask",
-    "frame_label_mask",
-)
 
 
 def unwrap(module):
@@ -77,7 +70,8 @@ class SEDBrain(sb.Brain):
     # --- training ---------------------------------------------------------
 
     def batch_targets(self, batch):
-        """The target dict of a crop batch (see the losses' contract)."""
+        """The target dict of a crop batch (``speechbrain_rfcx.data.crops``'
+        contract): the crop targets and ``lens``."""
         targets = {key: getattr(batch, key).data for key in TARGET_KEYS}
         targets["lens"] = batch.signal.lengths
         return targets
@@ -89,8 +83,8 @@ class SEDBrain(sb.Brain):
         if stage == sb.Stage.TRAIN:
             targets = self.batch_targets(batch)
             if self.hparams.augment is not None:
-                wavs, lens, targets = self.hparams.augment(wavs, lens, targets)
-            return self.modules.model(wavs, lens), targets
+                wavs, targets = self.hparams.augment(wavs, targets)
+            return self.modules.model(wavs, targets["lens"]), targets
         return self.score(wavs, lens)["clip_logits"]
 
     def score(self, wavs, lens):

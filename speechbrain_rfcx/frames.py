@@ -15,10 +15,39 @@ Authors
 import torch
 from speechbrain.dataio.dataio import length_to_mask
 
-__all__ = ["frame_mask"]
+__all__ = ["check_lens", "frame_mask"]
 
 # Keeps 0.5 * 4 (or float32's 0.6 * 25 = 15.000001) from becoming one frame more.
 _TOLERANCE = 1e-4
+
+
+def check_lens(lens, batch_size=None, name="lens"):
+    """Raises a ValueError unless ``lens`` are (B,) relative lengths in (0, 1].
+
+    Arguments
+    ---------
+    lens : torch.Tensor
+        The relative lengths.
+    batch_size : int, optional
+        The expected B (any B if None).
+    name : str
+        How the error message names ``lens``.
+
+    Example
+    -------
+    >>> check_lens(torch.tensor([1.0, 0.5]), batch_size=2)
+    >>> check_lens(torch.tensor([1.0, 0.0]))
+    Traceback (most recent call last):
+        ...
+    ValueError: lens must lie in (0, 1], got [1.0, 0.0]
+    """
+    expected = "B" if batch_size is None else batch_size
+    if lens.dim() != 1 or batch_size not in (None, lens.shape[0]):
+        raise ValueError(
+            f"{name} must have shape ({expected},), got {tuple(lens.shape)}"
+        )
+    if bool(((lens <= 0) | (lens > 1)).any()):
+        raise ValueError(f"{name} must lie in (0, 1], got {lens.tolist()}")
 
 
 def frame_mask(lens, n_frames):
@@ -53,12 +82,8 @@ def frame_mask(lens, n_frames):
             [ True,  True, False, False],
             [ True, False, False, False]])
     """
-    lens = torch.as_tensor(lens)
-    if lens.dim() != 1:
-        raise ValueError(f"lens must have shape (B,), got {tuple(lens.shape)}")
-    lens = lens.float()
-    if bool(((lens <= 0) | (lens > 1)).any()):
-        raise ValueError(f"lens must lie in (0, 1], got {lens.tolist()}")
+    lens = torch.as_tensor(lens).float()
+    check_lens(lens)
     n_frames = int(n_frames)
     counts = torch.ceil(lens * n_frames - _TOLERANCE).clamp(1, n_frames)
     return length_to_mask(counts, max_len=n_frames).bool()

@@ -26,9 +26,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from speechbrain_rfcx.augment import change_speed
 from speechbrain_rfcx.data.audio import audio_info, read_segment
 from speechbrain_rfcx.frames import frame_mask
+from speechbrain_rfcx.speed import change_speed
 
 
 class ScoringSettings(NamedTuple):
@@ -640,7 +640,7 @@ def window_outputs(model, windows, lens, speed=1.0):
     """Clip and frame probabilities of a batch of windows, optionally sped up.
 
     With ``speed != 1`` the windows are played faster or slower
-    (:func:`~speechbrain_rfcx.augment.change_speed`) and the frame outputs
+    (:func:`~speechbrain_rfcx.speed.change_speed`) and the frame outputs
     are mapped back to the original time axis (linear interpolation); frames
     whose audio was cropped away (``speed < 1``) are marked invalid.
 

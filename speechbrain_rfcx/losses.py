@@ -3,8 +3,9 @@
 Every loss is a small ``torch.nn.Module`` called as ``loss(outputs, targets)``,
 where ``outputs`` is the model contract dict (``clip_logits`` (B, C),
 ``frame_logits`` (B, T', C), ``embedding`` (B, D)) and ``targets`` the batch
-targets dict (``clip_target``, ``frame_target``, ``frame_mask``, ``label_mask``,
-``frame_label_mask``, ``lens``). :class:`SEDLoss` sums any of them with weights,
+targets dict of the contract declared in ``speechbrain_rfcx.data.crops``
+(``clip_target``, ``frame_target``, ``frame_mask``, ``label_mask``,
+``frame_label_mask``, and ``lens``). :class:`SEDLoss` sums any of them with weights,
 so a recipe picks its loss in hyperpyyaml.
 
 Frame targets have their own time resolution T; they are aligned to the model's

@@ -10,8 +10,6 @@ from speechbrain_rfcx import augment
 from speechbrain_rfcx.augment import (
     BatchAugment,
     SpecAugment,
-    add_background_noise,
-    change_speed,
     mixup,
     random_gain,
     speed_perturb,
@@ -150,127 +148,10 @@ def test_mixup_rejects_bad_input():
 
 
 # ----------------------------------------------------------------------------
-# speed perturbation
+# speed perturbation (change_speed itself: test_speed.py)
 # ----------------------------------------------------------------------------
-SAMPLE_RATE = 16000
-N_SAMPLES = 32000  # 2 s, 1000 samples per target frame
-BURST = (12000, 14000)  # exactly target frames 12 and 13
-TONE_HZ = 2000.0
-
-
-def tone_burst_batch():
-    t = torch.arange(N_SAMPLES) / SAMPLE_RATE
-    wav = torch.zeros(N_SAMPLES)
-    start, stop = BURST
-    wav[start:stop] = torch.sin(2 * math.pi * TONE_HZ * t[start:stop])
-    frame_target = torch.zeros(1, N_FRAMES, N_CLASSES)
-    frame_target[0, 12:14, 3] = 1.0
-    targets = {
-        "clip_target": frame_target.amax(dim=1),
-        "frame_target": frame_target,
-        "frame_mask": frame_target.amax(dim=2),
-        "label_mask": frame_target.amax(dim=1),
-        "frame_label_mask": frame_target.clone(),
-        "lens": torch.ones(1),
-    }
-    return wav.unsqueeze(0), targets
-
-
-@pytest.mark.parametrize(
-    "speed, expected_frames", [(1.1, [10, 11, 12]), (0.9, [13, 14, 15])]
-)
-def test_speed_moves_events_and_targets_to_t_over_speed(speed, expected_frames):
-    wavs, targets = tone_burst_batch()
-    out, lens, new = change_speed(wavs, torch.ones(1), targets, speed=speed)
-    assert out.shape == wavs.shape
-
-    # Energy centroid of the audio moves from 13000 to 13000 / speed samples.
-    energy = out[0].pow(2)
-    centroid = (energy * torch.arange(N_SAMPLES)).sum() / energy.sum()
-    expected_centre = sum(BURST) / 2 / speed
-    frame_len = N_SAMPLES / N_FRAMES
-    assert abs(centroid.item() - expected_centre) < frame_len / 4
-
-    # Active target frames: the frames overlapping [12, 14) / speed (by hand).
-    active = torch.nonzero(new["frame_target"][0, :, 3]).flatten().tolist()
-    assert active == expected_frames
-    assert torch.nonzero(new["frame_mask"][0]).flatten().tolist() == expected_frames
-    target_centre = (torch.tensor(active, dtype=torch.float) + 0.5).mean() * frame_len
-    assert abs(target_centre.item() - expected_centre) < frame_len
-    torch.testing.assert_close(new["frame_label_mask"], new["frame_target"])
-    assert new["clip_target"][0, 3] == 1 and new["label_mask"][0, 3] == 1
-
-    # The tone's frequency scales by the speed.
-    spectrum = torch.fft.rfft(out[0]).abs()
-    peak_hz = spectrum.argmax().item() * SAMPLE_RATE / N_SAMPLES
-    assert peak_hz == pytest.approx(TONE_HZ * speed, abs=5.0)
-
-
-def test_speed_lens_convention():
-    wavs = torch.randn(2, 11000, generator=torch.Generator().manual_seed(0))
-    wavs[1, 5500:] = 0.0
-    lens = torch.tensor([1.0, 0.5])
-    targets = {"lens": lens.clone()}
-
-    out, fast_lens, fast = change_speed(wavs, lens, targets, speed=1.1)
-    torch.testing.assert_close(fast_lens, torch.tensor([1 / 1.1, 0.5 / 1.1]))
-    torch.testing.assert_close(fast["lens"], fast_lens)
-    # Faster audio is shorter: the tail past 11000 / 1.1 = 10000 samples is zero.
-    assert torch.all(out[:, 10000:] == 0)
-    assert out[0, :9990].abs().min() < out[0, :9990].abs().max()  # real audio
-
-    _, slow_lens, _ = change_speed(wavs, lens, targets, speed=0.9)
-    torch.testing.assert_close(slow_lens, torch.tensor([1.0, 0.5 / 0.9]))
-
-
-def test_speed_frames_past_the_end_become_zero():
-    ones = torch.ones(1, N_FRAMES, N_CLASSES)
-    targets = {
-        "frame_target": ones.clone(),
-        "frame_mask": torch.ones(1, N_FRAMES),
-        "frame_label_mask": ones.clone(),
-    }
-    _, _, new = change_speed(torch.randn(1, 3200), torch.ones(1), targets, 1.1)
-    # Output frame j covers input [1.1 j, 1.1 (j + 1)): j = 30, 31 start past 32.
-    expected = torch.ones(N_FRAMES)
-    expected[30:] = 0
-    torch.testing.assert_close(new["frame_mask"][0], expected)
-    for key in ("frame_target", "frame_label_mask"):
-        torch.testing.assert_close(new[key][0, :, 0], expected)
-
-
-def test_speed_cropped_species_lose_clip_labels():
-    frame_target = torch.zeros(1, N_FRAMES, N_CLASSES)
-    frame_label_mask = torch.zeros(1, N_FRAMES, N_CLASSES)
-    frame_target[0, 30:, 5] = 1  # TP call only at the end: cropped at 0.9
-    frame_label_mask[0, 30:, 5] = 1
-    frame_label_mask[0, 29:, 7] = 1  # FP box at the end: cropped at 0.9
-    frame_target[0, 27:, 8] = 1  # TP call partly kept (frames 27, 28)
-    frame_label_mask[0, 27:, 8] = 1
-    targets = {
-        "clip_target": frame_target.amax(dim=1),
-        "frame_target": frame_target,
-        "label_mask": frame_label_mask.amax(dim=1),
-        "frame_label_mask": frame_label_mask,
-    }
-    wavs = torch.randn(1, 3200)
-    _, _, slow = change_speed(wavs, torch.ones(1), targets, speed=0.9)
-    assert slow["clip_target"][0].nonzero().flatten().tolist() == [8]
-    assert slow["label_mask"][0].nonzero().flatten().tolist() == [8]
-    # Frame 31 of the output covers input [27.9, 28.8): frames 27 and 28.
-    assert slow["frame_target"][0, :, 8].nonzero().flatten().tolist() == [30, 31]
-
-    _, _, fast = change_speed(wavs, torch.ones(1), targets, speed=1.1)
-    torch.testing.assert_close(fast["clip_target"], targets["clip_target"])
-    torch.testing.assert_close(fast["label_mask"], targets["label_mask"])
-
-
-def test_speed_one_is_identity_and_choice_is_seeded():
-    wavs, targets = tone_burst_batch()
-    out, lens, new = change_speed(wavs, torch.ones(1), targets, speed=1.0)
-    assert torch.equal(out, wavs) and torch.equal(lens, torch.ones(1))
-    for key in targets:
-        assert torch.equal(new[key], targets[key])
+def test_speed_choice_is_seeded():
+    wavs = torch.randn(1, 3200, generator=torch.Generator().manual_seed(0))
 
     def run(seed):
         g = torch.Generator().manual_seed(seed)
@@ -281,16 +162,10 @@ def test_speed_one_is_identity_and_choice_is_seeded():
     assert chosen == {1.0, round(1 / 1.1, 4)}
 
 
-def test_speed_rejects_bad_input():
+def test_speed_perturb_rejects_bad_input():
     wavs = torch.randn(2, 100)
-    with pytest.raises(ValueError, match="speed"):
-        change_speed(wavs, torch.ones(2), None, speed=0.0)
     with pytest.raises(ValueError, match="speeds"):
         speed_perturb(wavs, torch.ones(2), None, speeds=())
-    with pytest.raises(ValueError, match="lens"):
-        change_speed(wavs, torch.tensor([1.0, 1.5]), None, speed=1.1)
-    with pytest.raises(ValueError, match="lens"):
-        change_speed(wavs, torch.ones(3), None, speed=1.1)
 
 
 # ----------------------------------------------------------------------------
@@ -356,42 +231,6 @@ def rms(x):
     return x.pow(2).mean(dim=-1).sqrt()
 
 
-def test_background_noise_snr_and_padding():
-    g = torch.Generator().manual_seed(0)
-    wavs = torch.randn(4, 1000, generator=g)
-    lens = torch.tensor([1.0, 0.5, 0.8, 1.0])
-    for i, length in enumerate(lens):
-        wavs[i, int(length * 1000) :] = 0.0
-    bank = torch.randn(3, 5000, generator=g)
-    out = add_background_noise(wavs, bank, 5.0, 15.0, lens=lens, generator=g)
-    added = out - wavs
-    for i, length in enumerate(lens):
-        valid = int(length * 1000)
-        assert torch.all(added[i, valid:] == 0)  # padding stays silent
-        snr = 20 * torch.log10(rms(wavs[i, :valid]) / rms(added[i, :valid]))
-        assert 5.0 - 1e-3 <= snr.item() <= 15.0 + 1e-3
-
-    fixed = add_background_noise(wavs, bank, 10.0, 10.0, generator=g)
-    snr = 20 * torch.log10(rms(wavs) / rms(fixed - wavs))
-    torch.testing.assert_close(snr, torch.full((4,), 10.0), atol=1e-3, rtol=0)
-
-
-def test_background_noise_tiles_short_noise():
-    wavs = torch.randn(2, 1000, generator=torch.Generator().manual_seed(0))
-    bank = torch.randn(1, 100, generator=torch.Generator().manual_seed(1))
-    added = add_background_noise(wavs, bank, 0.0, 0.0) - wavs
-    torch.testing.assert_close(added[:, 100:], added[:, :-100])
-    # The added noise is a (scaled, circularly shifted) copy of the bank row.
-    for row in added:
-        scale = rms(row) / rms(bank[0])
-        shifts = [torch.roll(bank[0], s) * scale for s in range(100)]
-        assert any(torch.allclose(row[:100], x, atol=1e-5) for x in shifts)
-    with pytest.raises(ValueError, match="noise"):
-        add_background_noise(wavs, torch.randn(100))
-    with pytest.raises(ValueError, match="snr_low"):
-        add_background_noise(wavs, bank, 10.0, 0.0)
-
-
 def test_batch_augment_csv_noise(tmp_path):
     sample_rate = 8000
     noise = torch.randn(400, generator=torch.Generator().manual_seed(0)) * 0.1
@@ -411,7 +250,7 @@ def test_batch_augment_csv_noise(tmp_path):
     t = torch.arange(2000) / sample_rate
     wavs = torch.sin(2 * math.pi * 440 * t).repeat(2, 1)
     torch.manual_seed(0)
-    out, _, _ = augmenter(wavs, torch.ones(2), {})
+    out, _ = augmenter(wavs, {"lens": torch.ones(2)})
     # SpeechBrain's AddNoise: clean * (1 - a) + noise at a * rms(clean).
     a = 1 / (1 + 10 ** (10 / 20))
     added = out - (1 - a) * wavs
@@ -459,22 +298,25 @@ def test_spec_augment_eval_identity_and_validation():
 def test_batch_augment_identity_when_off_or_eval():
     wavs = torch.randn(3, 3200, generator=torch.Generator().manual_seed(0))
     targets = random_targets(3)
-    lens = targets["lens"]
     off = BatchAugment(mixup_prob=0.0, speed_prob=0.0, gain_db=0.0, shift_prob=0.0)
-    out, out_lens, out_targets = off(wavs, lens, targets)
-    assert torch.equal(out, wavs) and torch.equal(out_lens, lens)
+    out, out_targets = off(wavs, targets)
+    assert torch.equal(out, wavs)
     for key in targets:
         assert torch.equal(out_targets[key], targets[key])
     on = BatchAugment(speed_prob=1.0, gain_db=6.0, shift_prob=1.0).eval()
-    assert on(wavs, lens, targets) == (wavs, lens, targets)
+    assert on(wavs, targets) == (wavs, targets)
+    with pytest.raises(ValueError, match="lens"):
+        off(wavs, {"clip_target": targets["clip_target"]})
 
 
-def test_batch_augment_speed_updates_lens_everywhere():
-    wavs, targets = tone_burst_batch()
+def test_batch_augment_speed_updates_lens_and_frames():
+    wavs = torch.randn(1, 32000, generator=torch.Generator().manual_seed(0))
+    frame_target = torch.zeros(1, N_FRAMES, N_CLASSES)
+    frame_target[0, 12:14, 3] = 1.0
+    targets = {"frame_target": frame_target, "lens": torch.ones(1)}
     augmenter = BatchAugment(mixup_prob=0.0, speeds=[1.1], speed_prob=1.0)
-    out, lens, new = augmenter(wavs, torch.ones(1), targets)
-    torch.testing.assert_close(lens, torch.tensor([1 / 1.1]))
-    torch.testing.assert_close(new["lens"], lens)
+    out, new = augmenter(wavs, targets)
+    torch.testing.assert_close(new["lens"], torch.tensor([1 / 1.1]))
     assert new["frame_target"][0, :, 3].nonzero().flatten().tolist() == [10, 11, 12]
 
 
@@ -485,13 +327,12 @@ def test_batch_augment_all_on_is_seeded_and_consistent():
         mixup_alpha=0.4, speed_prob=1.0, gain_db=6.0, shift_prob=1.0
     )
     runs = [
-        augmenter(wavs, targets["lens"], targets, torch.Generator().manual_seed(9))
-        for _ in range(2)
+        augmenter(wavs, targets, torch.Generator().manual_seed(9)) for _ in range(2)
     ]
     assert torch.equal(runs[0][0], runs[1][0])
     assert not torch.equal(runs[0][0], wavs)
-    _, lens, new = runs[0]
-    assert torch.equal(new["lens"], lens)
+    _, new = runs[0]
+    lens = new["lens"]
     assert torch.all((lens > 0) & (lens <= 1))
     for key in ("label_mask", "frame_label_mask"):
         assert set(new[key].unique().tolist()) <= {0.0, 1.0}

@@ -13,6 +13,12 @@ Its targets, for ``n_frames`` equal frames and ``n_classes`` species:
   the frame.
 
 A TP box wins over an FP box of the same species in the same crop.
+
+These keys are the target contract, declared here once: a batch of crops
+carries them with a leading batch dimension, plus ``lens`` (B,), the relative
+valid lengths, in the same dict (``speechbrain_rfcx.augment`` transforms them
+with the audio, ``speechbrain_rfcx.losses`` reads them, ``SEDBrain`` collects
+them). :func:`check_targets` validates such a batch.
 """
 
 import random
@@ -22,6 +28,19 @@ import torch
 
 from speechbrain_rfcx.data.annotations import Box
 from speechbrain_rfcx.data.audio import read_segment
+from speechbrain_rfcx.frames import check_lens
+
+CLIP_KEYS = ("clip_target", "label_mask")  # (C,) per crop
+FRAME_KEYS = ("frame_target", "frame_mask", "frame_label_mask")  # (T, C) or (T,)
+TARGET_KEYS = (
+    "clip_target",
+    "frame_target",
+    "frame_mask",
+    "label_mask",
+    "frame_label_mask",
+)
+SOFT_KEYS = ("clip_target", "frame_target", "frame_mask")  # may be mixed (mixup)
+KNOWN_MASK_KEYS = ("label_mask", "frame_label_mask")  # 1 = known (TP or FP)
 
 
 def choose_crop_start(duration, crop_seconds, box=None, rng=random):
@@ -183,3 +202,78 @@ def load_crop(
         )
     )
     return crop
+
+
+def check_wavs(wavs):
+    """Raises a ValueError unless ``wavs`` is a floating (B, samples) tensor.
+
+    Example
+    -------
+    >>> check_wavs(torch.zeros(2, 100))
+    >>> check_wavs(torch.zeros(100))
+    Traceback (most recent call last):
+        ...
+    ValueError: wavs must be a (batch, samples) tensor, got (100,)
+    """
+    if not torch.is_tensor(wavs) or wavs.dim() != 2:
+        shape = tuple(wavs.shape) if torch.is_tensor(wavs) else type(wavs).__name__
+        raise ValueError(f"wavs must be a (batch, samples) tensor, got {shape}")
+    if not wavs.is_floating_point():
+        raise ValueError(f"wavs must be floating point, got dtype {wavs.dtype}")
+
+
+def check_targets(targets, batch_size):
+    """Validates the shapes of a batch's contract keys; returns its frame count.
+
+    Any subset of the keys may be present (other keys pass unchecked); every
+    frame target must have the same number of frames T.
+
+    Arguments
+    ---------
+    targets : dict
+        Batch targets: ``TARGET_KEYS`` with a leading batch dimension, and
+        ``lens`` (B,).
+    batch_size : int
+        The expected B.
+
+    Returns
+    -------
+    int or None
+        T, or None without frame targets.
+
+    Example
+    -------
+    >>> check_targets({"frame_mask": torch.zeros(2, 8), "lens": torch.ones(2)}, 2)
+    8
+    >>> check_targets({"clip_target": torch.zeros(2, 24)}, 2) is None
+    True
+    """
+    if not isinstance(targets, dict):
+        raise ValueError(f"targets must be a dict, got {type(targets).__name__}")
+    n_frames = None
+    for key, value in targets.items():
+        if key in CLIP_KEYS or key in FRAME_KEYS or key == "lens":
+            if not torch.is_tensor(value) or value.shape[:1] != (batch_size,):
+                shape = tuple(value.shape) if torch.is_tensor(value) else value
+                raise ValueError(
+                    f"targets['{key}'] must be a tensor with batch size "
+                    f"{batch_size}, got {shape}"
+                )
+        expected_dim = {"frame_mask": 2, "lens": 1}.get(
+            key, 3 if key in FRAME_KEYS else 2 if key in CLIP_KEYS else None
+        )
+        if expected_dim is not None and value.dim() != expected_dim:
+            raise ValueError(
+                f"targets['{key}'] must have {expected_dim} dimensions, "
+                f"got shape {tuple(value.shape)}"
+            )
+        if key in FRAME_KEYS:
+            if n_frames is not None and value.shape[1] != n_frames:
+                raise ValueError(
+                    f"targets['{key}'] has {value.shape[1]} frames but other "
+                    f"frame targets have {n_frames}"
+                )
+            n_frames = value.shape[1]
+    if "lens" in targets:
+        check_lens(targets["lens"], batch_size, name="targets['lens']")
+    return n_frames

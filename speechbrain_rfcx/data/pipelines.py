@@ -13,17 +13,9 @@ import torch
 
 from speechbrain_rfcx.data.annotations import N_SPECIES
 from speechbrain_rfcx.data.audio import read_segment
-from speechbrain_rfcx.data.crops import load_crop
+from speechbrain_rfcx.data.crops import TARGET_KEYS, load_crop
 
-CROP_ITEMS = (
-    "signal",
-    "crop_start",
-    "clip_target",
-    "frame_target",
-    "frame_mask",
-    "label_mask",
-    "frame_label_mask",
-)
+CROP_ITEMS = ("signal", "crop_start", *TARGET_KEYS)
 
 
 def crop_pipeline(
