@@ -1,5 +1,6 @@
 """Small private I/O helpers shared by the modules that write user files."""
 
+import json
 import os
 import tempfile
 
@@ -31,6 +32,44 @@ def write_atomically(path, data):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def read_record(path):
+    """The JSON record a step left at ``path``, or None when there is none.
+
+    A step (preparation, synthetic generation, a training run) writes its
+    record with :func:`write_record`, last when the record says "done", and
+    compares what it is given with the record it finds to decide whether the
+    work is already done.
+
+    Example
+    -------
+    >>> path = os.path.join(tempfile.mkdtemp(), "record.json")
+    >>> read_record(path) is None
+    True
+    >>> write_record(path, {"options": {"seed": 1}, "result": {"n": 3}})
+    >>> read_record(path)["result"]
+    {'n': 3}
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+
+
+def write_record(path, record):
+    """Writes the JSON ``record`` to ``path`` whole or not at all (see
+    :func:`read_record`).
+
+    Example
+    -------
+    >>> path = os.path.join(tempfile.mkdtemp(), "record.json")
+    >>> write_record(path, {"b": 1, "a": [2]})
+    >>> read_record(path)
+    {'a': [2], 'b': 1}
+    """
+    write_atomically(path, json.dumps(record, indent=1, sort_keys=True))
 
 
 def remove_stale_temporaries(folder):

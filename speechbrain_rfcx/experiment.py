@@ -4,7 +4,6 @@ Kept out of the recipe scripts so that ``train.py`` stays a short wiring of
 hparams objects, and so users' own recipes can call the same steps.
 """
 
-import json
 import logging
 import os
 
@@ -13,7 +12,7 @@ import torch
 from speechbrain.dataio.dataio import load_data_json
 from speechbrain.utils.distributed import run_on_main
 
-from speechbrain_rfcx._io import write_atomically
+from speechbrain_rfcx._io import read_record, write_atomically, write_record
 from speechbrain_rfcx.data.annotations import (
     boxes_by_recording,
     read_rfcx_csv,
@@ -73,9 +72,8 @@ def resolve_data_folder(hparams):
         raise FileNotFoundError(f"--data_folder {data_folder} does not exist")
     source = {"data_folder": os.path.abspath(data_folder), "synthetic": synthetic}
     record = os.path.join(hparams["output_folder"], DATA_SOURCE_FILE)
-    if os.path.isfile(record):
-        with open(record, encoding="utf-8") as f:
-            previous = json.load(f)
+    previous = read_record(record)
+    if previous is not None:
         if previous != source:
             raise DataSourceMismatch(
                 f"{hparams['output_folder']} holds results for data "
@@ -85,8 +83,7 @@ def resolve_data_folder(hparams):
             )
     else:
         os.makedirs(hparams["output_folder"], exist_ok=True)
-        with open(record, "w", encoding="utf-8") as f:
-            json.dump(source, f)
+        write_record(record, source)
     return data_folder, synthetic
 
 

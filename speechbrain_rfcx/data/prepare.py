@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
-from speechbrain_rfcx._io import write_atomically
+from speechbrain_rfcx._io import read_record, write_atomically, write_record
 from speechbrain_rfcx.data.annotations import (
     N_SPECIES,
     AnnotationError,
@@ -203,9 +203,8 @@ def prepare_rfcx(data_folder, save_folder, n_folds=5, seed=1, n_classes=N_SPECIE
         },
     }
     options_path = os.path.join(save_folder, OPTIONS_FILE)
-    if os.path.isfile(options_path):
-        with open(options_path, encoding="utf-8") as f:
-            previous = json.load(f)
+    previous = read_record(options_path)
+    if previous is not None:
         if previous.get("options") == options:
             logger.info(
                 "%s is already prepared in %s with the same options: skipping",
@@ -275,9 +274,7 @@ def prepare_rfcx(data_folder, save_folder, n_folds=5, seed=1, n_classes=N_SPECIE
             {"recording_id": train_ids, "fold": [folds[r] for r in train_ids]}
         ).to_csv(index=False),
     )
-    write_atomically(
-        options_path, json.dumps({"options": options, "result": result}, indent=1)
-    )
+    write_record(options_path, {"options": options, "result": result})
     logger.info(
         "prepared %d training and %d test recordings from %s into %s",
         result["n_train"],

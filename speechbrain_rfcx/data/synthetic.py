@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import logging
 import math
 import shutil
@@ -51,8 +50,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from speechbrain_rfcx._io import write_atomically
-from speechbrain_rfcx.data.annotations import N_SPECIES, RFCX_COLUMNS, species_columns
+from speechbrain_rfcx._io import read_record, write_atomically, write_record
+from speechbrain_rfcx.data.annotations import (
+    N_SPECIES,
+    RFCX_COLUMNS,
+    Box,
+    species_columns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -571,9 +575,9 @@ def _synthesise_recording(
 
 
 def _call_box(call, sample_rate, nyquist_guard=0.98):
-    """(species, songtype, t_min, f_min, t_max, f_max) of one rendered call."""
+    """The ``Box`` of one rendered call."""
     margin = _box_margin(call.f_lo, call.f_hi)
-    return (
+    return Box(
         call.species_id,
         call.songtype_id,
         call.start / sample_rate,
@@ -588,7 +592,7 @@ def _template_box(spec, songtype_id, t_min, t_max, sample_rate):
     low, high = spec.band(sample_rate, songtype_id)
     margin = _box_margin(low, high)
     top = min(0.98 * sample_rate / 2, high + margin)
-    return (spec.species_id, songtype_id, t_min, max(0.0, low - margin), t_max, top)
+    return Box(spec.species_id, songtype_id, t_min, max(0.0, low - margin), t_max, top)
 
 
 def _tp_boxes(recording, species_id, sample_rate, rng):
@@ -603,13 +607,13 @@ def _tp_boxes(recording, species_id, sample_rate, rng):
             members = [members[int(rng.integers(len(members)))]]
         parts = [_call_box(c, sample_rate) for c in members]
         boxes.append(
-            (
+            Box(
                 species_id,
                 members[0].songtype_id,
-                min(p[2] for p in parts),
-                min(p[3] for p in parts),
-                max(p[4] for p in parts),
-                max(p[5] for p in parts),
+                min(p.t_min for p in parts),
+                min(p.f_min for p in parts),
+                max(p.t_max for p in parts),
+                max(p.f_max for p in parts),
             )
         )
     return boxes
@@ -760,16 +764,27 @@ def _write_csv(path, header, rows):
 
 
 def _box_rows(boxes):
-    """Sorted CSV rows from (recording_id, species, songtype, t0, f0, t1, f1)."""
-    ordered = sorted(boxes, key=lambda b: (b[0], b[3], b[1], b[4]))
+    """Sorted CSV rows from (recording_id, Box) pairs."""
+    ordered = sorted(
+        boxes, key=lambda r: (r[0], r[1].t_min, r[1].species_id, r[1].f_min)
+    )
     return [
-        (rid, s, st, _seconds(t0), _hertz(f0), _seconds(t1), _hertz(f1))
-        for rid, s, st, t0, f0, t1, f1 in ordered
+        (
+            rid,
+            b.species_id,
+            b.songtype_id,
+            _seconds(b.t_min),
+            _hertz(b.f_min),
+            _seconds(b.t_max),
+            _hertz(b.f_max),
+        )
+        for rid, b in ordered
     ]
 
 
 def _generate_train(folder, ids, species, seed, duration, sample_rate, tp_fraction):
-    """Write the train audio; return TP, FP and all-call box rows."""
+    """Write the train audio; return TP, FP and all-call (recording_id, Box)
+    pairs."""
     n_train, n_species = len(ids), len(species)
     partners = _confusable_partners(species)
     plan_rng = np.random.default_rng([seed, 0, 3])
@@ -791,17 +806,18 @@ def _generate_train(folder, ids, species, seed, duration, sample_rate, tp_fracti
             rng, species, present, duration, sample_rate, force_noise
         )
         _write_flac(folder / f"{rid}.flac", rec.audio, sample_rate)
-        calls += [(rid, *_call_box(c, sample_rate)) for c in rec.calls]
+        calls += [(rid, _call_box(c, sample_rate)) for c in rec.calls]
         if forced is not None:
-            tp += [(rid, *b) for b in _tp_boxes(rec, forced, sample_rate, rng)]
+            tp += [(rid, b) for b in _tp_boxes(rec, forced, sample_rate, rng)]
         if want_fp:
             boxes = _fp_boxes(rec, species, partners, n_fp, duration, sample_rate, rng)
-            fp += [(rid, *b) for b in boxes]
+            fp += [(rid, b) for b in boxes]
     return tp, fp, calls
 
 
 def _generate_test(folder, ids, species, seed, duration, sample_rate):
-    """Write the test audio; return all-call box rows and species per id."""
+    """Write the test audio; return all-call (recording_id, Box) pairs and the
+    species per id."""
     plan_rng = np.random.default_rng([seed, 0, 4])
     forced = _balanced_species(plan_rng, len(species), len(ids))
     calls, truth = [], {}
@@ -812,7 +828,7 @@ def _generate_test(folder, ids, species, seed, duration, sample_rate):
         )
         rec = _synthesise_recording(rng, species, present, duration, sample_rate)
         _write_flac(folder / f"{rid}.flac", rec.audio, sample_rate)
-        calls += [(rid, *_call_box(c, sample_rate)) for c in rec.calls]
+        calls += [(rid, _call_box(c, sample_rate)) for c in rec.calls]
         truth[rid] = set(present)
     return calls, truth
 
@@ -859,8 +875,8 @@ def _existing_dataset(out_dir, arguments, overwrite):
     if not out_dir.exists() or not any(out_dir.iterdir()):
         return None
     ours = ("train", "test", INFO_FILENAME, *_CSV_NAMES.values())
-    if info_path.exists() and not overwrite:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
+    info = None if overwrite else read_record(info_path)
+    if info is not None:
         complete = _is_complete(out_dir, info["summary"])
         if info.get("arguments") == arguments and complete:
             return info["summary"]
@@ -1029,9 +1045,7 @@ def generate_rfcx_dataset(
         "seconds_per_recording": round(seconds / (n_train + n_test), 4),
     }
     info = {"arguments": arguments, "summary": summary}
-    write_atomically(
-        out_dir / INFO_FILENAME, json.dumps(info, indent=2, sort_keys=True)
-    )
+    write_record(out_dir / INFO_FILENAME, info)
     logger.info(
         "Wrote %d train and %d test synthetic recordings to %s (%.3f s each)",
         n_train,

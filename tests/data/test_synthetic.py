@@ -267,7 +267,7 @@ def test_fp_skips_partners_that_call_at_the_same_time():
     for seed in range(10):
         rng = np.random.default_rng(seed)
         boxes = synthetic._fp_boxes(recording, SPECIES, partners, 3, 5.0, sr, rng)
-        assert [(b[0], b[2], b[4]) for b in boxes] == [(9, 3.0, 3.5)]
+        assert [(b.species_id, b.t_min, b.t_max) for b in boxes] == [(9, 3.0, 3.5)]
 
 
 def test_label_proportions():
