@@ -29,6 +29,7 @@ TINY = {
     "steps_per_epoch": 2,
     "valid_batch_size": 4,
     "number_of_epochs": 1,
+    "valid_hop": 1.0,  # differs from the window (the 2 s crop) on purpose
 }
 
 
@@ -59,7 +60,7 @@ def _test_file(root):
 def test_loads_training_folder_with_best_weights_and_bands(trained):
     detector = SpeciesDetector.from_hparams(str(_fold(trained)))
     assert detector.sample_rate == 16000
-    assert (detector.hparams.window, detector.hparams.hop) == (4.0, 2.0)
+    assert (detector.hparams.window, detector.hparams.hop) == (2.0, 1.0)
     expected_bands = species_bands(
         read_rfcx_csv(trained / "synthetic_rfcx" / "train_tp.csv")
     )
@@ -110,7 +111,7 @@ def test_fold_and_export_detect_after_the_data_is_deleted(trained, tmp_path):
         results = []
         for detector in (from_fold, from_export):
             assert detector.species_bands == expected_bands
-            assert (detector.hparams.window, detector.hparams.hop) == (4.0, 2.0)
+            assert (detector.hparams.window, detector.hparams.hop) == (2.0, 1.0)
             results.append(detector.detect_file(audio))
         assert results[0]["frame_probs"].shape[1] == 24
         np.testing.assert_array_equal(
@@ -171,7 +172,7 @@ def test_export_reloads_to_identical_outputs(trained, tmp_path):
     shutil.move(exported, moved)  # self-contained: works from any place
     reloaded = SpeciesDetector.from_hparams(str(moved))
     assert reloaded.species_bands == detector.species_bands
-    assert (reloaded.hparams.window, reloaded.hparams.hop) == (4.0, 2.0)
+    assert (reloaded.hparams.window, reloaded.hparams.hop) == (2.0, 1.0)
     path = _test_file(trained)
     a = detector.detect_file(path, tta=("shift",))
     b = reloaded.detect_file(path, tta=("shift",))

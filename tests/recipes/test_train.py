@@ -82,7 +82,6 @@ def test_small_setting_learns_far_above_chance(tmp_path):
         batch_size=24,
         steps_per_epoch=50,
         number_of_epochs=8,
-        lr_step=200,
     )
     run = subprocess.run(
         [
@@ -100,7 +99,7 @@ def test_small_setting_learns_far_above_chance(tmp_path):
     test_lwlrap = float(re.search(r"complete labels: lwlrap ([0-9.]+)", run.stdout)[1])
     truth = pd.read_csv(tmp_path / "synthetic_rfcx" / "test_ground_truth.csv")
     test_chance = chance_lwlrap(truth.iloc[:, 1:].to_numpy())
-    assert test_lwlrap > 1.5 * test_chance, (test_lwlrap, test_chance)
+    assert test_lwlrap > 2.25 * test_chance, (test_lwlrap, test_chance)
 
     # validation: the held-out fold's TP labels, scored on whole recordings
     manifest = json.loads(
