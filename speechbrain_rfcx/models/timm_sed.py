@@ -103,9 +103,13 @@ class TimmSED(SEDModel):
             )
         frequency_bins = None
         if frequency_pooling == "flatten":
+            # in eval mode, so the probe leaves the BatchNorm statistics
+            # (pretrained ones included) as they are
+            self.backbone.eval()
             with torch.no_grad():
                 probe = torch.zeros(1, self.in_channels, 64, self.features.n_mels)
                 frequency_bins = self.backbone.forward_features(probe).shape[3]
+            self.backbone.train()
         self.neck = SEDNeck(
             self.backbone.num_features, neck_features, dropout, frequency_bins
         )

@@ -319,6 +319,11 @@ def test_timm_sed_frequency_pooling_options():
         out = wide.eval()(torch.randn(1, SR))
     assert out["clip_logits"].shape == (1, 5)
     assert model.neck.frequency_bins == 1
+    # probing the feature map's size leaves the BatchNorm statistics untouched
+    norms = [m for m in wide.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(int(m.num_batches_tracked) == 0 for m in norms)
+    assert wide.backbone.training is False  # eval() above; fresh models train
+    assert build("timm_sed", frequency_pooling="flatten").backbone.training
     with pytest.raises(ValueError, match="frequency_pooling"):
         build("timm_sed", frequency_pooling="max")
 
