@@ -21,6 +21,7 @@ from speechbrain_rfcx.data.annotations import (
 )
 from speechbrain_rfcx.data.pipelines import crop_dataset, recording_dataset
 from speechbrain_rfcx.data.prepare import prepare_rfcx
+from speechbrain_rfcx.data.pseudo import PseudoLabelRule, pseudo_label_path
 from speechbrain_rfcx.data.sampling import anchored_entries, make_train_sampler
 from speechbrain_rfcx.data.synthetic import generate_rfcx_dataset
 from speechbrain_rfcx.interface import training_settings
@@ -99,8 +100,13 @@ def prepare(hparams, data_folder):
             "n_classes": hparams["n_classes"],
         },
     )
+    return load_manifest(hparams, data_folder, "train")
+
+
+def load_manifest(hparams, data_folder, split):
+    """The prepared ``train`` or ``test`` manifest, paths under ``data_folder``."""
     return load_data_json(
-        os.path.join(hparams["prepare_folder"], "train.json"),
+        os.path.join(hparams["prepare_folder"], f"{split}.json"),
         replacements={"data_root": os.path.abspath(data_folder)},
     )
 
@@ -128,17 +134,67 @@ def save_detector_settings(hparams, data_folder):
 
 
 def crop_sources(hparams):
-    """Anchor-source weights for the supervision chosen in hparams."""
+    """Anchor-source weights for the supervision chosen in hparams.
+
+    With pseudo-labels (``pseudo_labels`` set), crops on TP / FP boxes take
+    the share ``pseudo_box_crop_prob`` and random crops, which carry
+    pseudo-labels, the rest (``random_crop_weight`` is then not used).
+    """
     sources = {
         "tp": hparams["tp_crop_weight"],
         "fp": hparams["fp_crop_weight"] if hparams["masked_supervision"] else 0.0,
         "random": hparams["random_crop_weight"],
     }
+    if hparams["pseudo_labels"] is not None:
+        box_share = float(hparams["pseudo_box_crop_prob"])
+        if not 0.0 <= box_share <= 1.0:
+            raise ValueError(
+                f"pseudo_box_crop_prob must be in [0, 1], got {box_share!r}"
+            )
+        boxes = sources["tp"] + sources["fp"]
+        if box_share == 0.0 or boxes == 0:
+            sources = {"random": 1.0}
+        else:
+            sources["random"] = boxes * (1.0 - box_share) / box_share
     return {name: weight for name, weight in sources.items() if weight > 0}
 
 
-def fold_datasets(hparams, manifest):
+def pseudo_label_rule(hparams):
+    """The :class:`PseudoLabelRule` of hparams, or None without pseudo-labels."""
+    if hparams["pseudo_labels"] is None:
+        return None
+    return PseudoLabelRule(
+        float(hparams["pseudo_positive"]),
+        float(hparams["pseudo_negative"]),
+        bool(hparams["pseudo_soft"]),
+    ).check()
+
+
+def _with_pseudo_labels(entries, folder):
+    """Each entry gets its recording's pseudo-label file (all must exist)."""
+    for key, entry in entries.items():
+        path = pseudo_label_path(folder, entry["recording_id"])
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"no pseudo-labels for recording {entry['recording_id']} in "
+                f"{folder}: rerun the pseudo-labelling step (pseudo_label.py)"
+            )
+        entry["pseudo_labels"] = path
+    return entries
+
+
+def fold_datasets(hparams, manifest, unlabelled=None):
     """Training crops, their sampler, and the held-out fold's recordings.
+
+    Arguments
+    ---------
+    hparams : dict
+    manifest : dict
+        The prepared training manifest.
+    unlabelled : dict, optional
+        A manifest of recordings without human labels (the test set) whose
+        random crops join the training crops, carrying pseudo-labels only
+        (used only with ``pseudo_labels``).
 
     Returns
     -------
@@ -154,6 +210,20 @@ def fold_datasets(hparams, manifest):
     train_folds = set(range(hparams["n_folds"])) - {fold}
     sources = crop_sources(hparams)
     entries = anchored_entries(manifest, tuple(sources), folds=train_folds)
+    rule = pseudo_label_rule(hparams)
+    if rule is not None:
+        if unlabelled and "random" in sources:
+            clash = sorted(set(unlabelled) & set(manifest))
+            if clash:
+                raise ValueError(
+                    f"recording ids in both the training and the test set: {clash[:5]}"
+                )
+            unlabelled = {
+                rid: dict(entry, tp_boxes=[], fp_boxes=[], fold=-1)
+                for rid, entry in unlabelled.items()
+            }
+            entries.update(anchored_entries(unlabelled, ("random",)))
+        entries = _with_pseudo_labels(entries, hparams["pseudo_labels"])
     sampler = make_train_sampler(
         entries,
         n_samples=hparams["steps_per_epoch"] * hparams["batch_size"],
@@ -166,7 +236,12 @@ def fold_datasets(hparams, manifest):
     rate, n_classes = hparams["sample_rate"], hparams["n_classes"]
     return {
         "train": crop_dataset(
-            entries, hparams["crop_seconds"], hparams["frame_targets"], rate, n_classes
+            entries,
+            hparams["crop_seconds"],
+            hparams["frame_targets"],
+            rate,
+            n_classes,
+            pseudo_rule=rule,
         ),
         "sampler": sampler,
         "valid": recording_dataset(labelled, rate, n_classes),
@@ -184,10 +259,7 @@ def complete_test_set(hparams, data_folder):
     if not os.path.isfile(boxes_csv):
         return None
     boxes = boxes_by_recording(read_rfcx_csv(boxes_csv, hparams["n_classes"]))
-    test = load_data_json(
-        os.path.join(hparams["prepare_folder"], "test.json"),
-        replacements={"data_root": os.path.abspath(data_folder)},
-    )
+    test = load_manifest(hparams, data_folder, "test")
     for rid, entry in test.items():
         entry["tp_boxes"] = [b.to_dict() for b in boxes.get(rid, [])]
         entry["fp_boxes"] = []

@@ -23,6 +23,8 @@ def _hparams(tmp_path, **changes):
         "tp_crop_weight": 1.0,
         "fp_crop_weight": 1.0,
         "random_crop_weight": 0.0,
+        "pseudo_labels": None,
+        "pseudo_box_crop_prob": 0.5,
         "output_folder": str(tmp_path / "out"),
     }
     hparams.update(changes)
@@ -46,6 +48,20 @@ def test_tp_only_supervision_never_crops_on_fp_boxes(tmp_path, manifest):
     data = experiment.fold_datasets(_hparams(tmp_path), manifest)
     assert _sources(data["train"]) == {"tp"}
     assert all(e["fold"] != 1 for e in data["train"].data.values())
+
+
+def test_pseudo_labels_give_random_crops_the_share_left_by_box_crops(tmp_path):
+    hp = _hparams(tmp_path, masked_supervision=True, pseudo_labels="labels")
+    for share, random_weight in ((0.5, 2.0), (0.8, 0.5), (1.0, None)):
+        sources = experiment.crop_sources(dict(hp, pseudo_box_crop_prob=share))
+        assert sources.get("random") == pytest.approx(random_weight)
+        box_weight = sources["tp"] + sources["fp"]
+        assert box_weight / sum(sources.values()) == pytest.approx(share)
+    assert experiment.crop_sources(dict(hp, pseudo_box_crop_prob=0.0)) == {
+        "random": 1.0
+    }
+    with pytest.raises(ValueError, match="pseudo_box_crop_prob"):
+        experiment.crop_sources(dict(hp, pseudo_box_crop_prob=1.5))
 
 
 def test_masked_supervision_adds_fp_and_random_crops(tmp_path, manifest):

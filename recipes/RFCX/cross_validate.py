@@ -26,16 +26,40 @@ from speechbrain_rfcx.metrics import LwlrapStats
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def main(argv):
+def cross_validate(argv, extra=(), folder=None):
+    """Trains every fold (``train.py argv --fold=K extra``) and scores the OOF.
+
+    Arguments
+    ---------
+    argv : list of str
+        The hparams file and its overrides, as given to this script.
+    extra : sequence of str
+        More ``train.py`` arguments, formatted with ``fold=K`` (e.g.
+        ``"--fold_folder=/x/fold{fold}"``: the fold folders then lie in ``/x``).
+    folder : str, optional
+        Where the fold folders lie and the merged predictions go (default:
+        ``output_folder``).
+
+    Returns
+    -------
+    float
+        The out-of-fold lwlrap on the TP labels.
+    """
     hparams_file, _, overrides = sb.parse_arguments(argv)
     with open(hparams_file, encoding="utf-8") as f:
         hparams = load_hyperpyyaml(f, overrides)
+    folder = folder or hparams["output_folder"]
     for fold in range(hparams["n_folds"]):
         subprocess.run(
-            [sys.executable, os.path.join(HERE, "train.py"), *argv, f"--fold={fold}"],
+            [
+                sys.executable,
+                os.path.join(HERE, "train.py"),
+                *argv,
+                f"--fold={fold}",
+                *(arg.format(fold=fold) for arg in extra),
+            ],
             check=True,
         )
-    folder = hparams["output_folder"]
     oof = pd.concat(
         pd.read_csv(
             os.path.join(folder, f"fold{fold}", "oof_predictions.csv"),
@@ -59,7 +83,8 @@ def main(argv):
     write_scores(os.path.join(folder, "oof_predictions.csv"), oof.recording_id, probs)
     with open(os.path.join(folder, "oof_lwlrap.txt"), "w") as f:
         stats.write_stats(f, verbose=True)
+    return stats.summarize()["lwlrap"]
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cross_validate(sys.argv[1:])

@@ -16,7 +16,8 @@ windows, class names, species bands; the checkpoints), loadable by
 every held-out recording (out-of-fold predictions and a per-species lwlrap
 table) and, when the data has complete test labels (the synthetic data
 does), the test set. Running the same command again resumes from the last
-checkpoint.
+checkpoint. With ``--pseudo_labels=<folder>`` (set by ``pseudo_label.py``)
+the crops carry pseudo-labels in the cells no human box labels.
 """
 
 import os
@@ -50,7 +51,12 @@ def main(argv):
     )
     if sb.utils.distributed.if_main_process():
         print(summarize_manifest(hparams["prepare_folder"] + "/train.json"))
-    data = experiment.fold_datasets(hparams, manifest)
+    unlabelled = None
+    if hparams["pseudo_labels"] is not None and hparams["pseudo_label_test"]:
+        # pseudo-labelling rounds (pseudo_label.py): test recordings join
+        # the random crops with their pseudo-labels only
+        unlabelled = experiment.load_manifest(hparams, data_folder, "test")
+    data = experiment.fold_datasets(hparams, manifest, unlabelled)
 
     brain = SEDBrain(
         modules=hparams["modules"],

@@ -28,6 +28,7 @@ import torch
 
 from speechbrain_rfcx.data.annotations import Box
 from speechbrain_rfcx.data.audio import read_segment
+from speechbrain_rfcx.data.pseudo import add_pseudo_labels, read_pseudo_labels
 from speechbrain_rfcx.frames import check_lens
 
 CLIP_KEYS = ("clip_target", "label_mask")  # (C,) per crop
@@ -150,6 +151,8 @@ def load_crop(
     sample_rate,
     min_overlap=0.0,
     rng=random,
+    pseudo_labels=None,
+    pseudo_rule=None,
 ):
     """Place a crop around ``anchor``, read only its samples, build targets.
 
@@ -167,6 +170,13 @@ def load_crop(
     n_frames, n_classes, sample_rate : int
     min_overlap : float
     rng : random.Random or the random module
+    pseudo_labels : str, optional
+        The recording's pseudo-label file
+        (:func:`speechbrain_rfcx.data.pseudo.write_pseudo_labels`): cells no
+        human box labels take pseudo-labels under ``pseudo_rule``
+        (:func:`speechbrain_rfcx.data.pseudo.add_pseudo_labels`).
+    pseudo_rule : speechbrain_rfcx.data.pseudo.PseudoLabelRule, optional
+        Required with ``pseudo_labels``.
 
     Returns
     -------
@@ -195,13 +205,15 @@ def load_crop(
     signal = read_segment(wav, start, crop_seconds, sample_rate)
     if signal.numel() < n_samples:
         signal = torch.nn.functional.pad(signal, (0, n_samples - signal.numel()))
-    crop = {"signal": signal, "crop_start": start}
-    crop.update(
-        crop_targets(
-            tp_boxes, fp_boxes, start, crop_seconds, n_frames, n_classes, min_overlap
-        )
+    targets = crop_targets(
+        tp_boxes, fp_boxes, start, crop_seconds, n_frames, n_classes, min_overlap
     )
-    return crop
+    if pseudo_labels is not None:
+        frame_probs, frame_hop = read_pseudo_labels(pseudo_labels)
+        targets = add_pseudo_labels(
+            targets, frame_probs, frame_hop, start, crop_seconds, pseudo_rule
+        )
+    return {"signal": signal, "crop_start": start, **targets}
 
 
 def check_wavs(wavs):

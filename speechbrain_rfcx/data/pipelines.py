@@ -25,12 +25,15 @@ def crop_pipeline(
     n_classes=N_SPECIES,
     min_overlap=0.0,
     rng=random,
+    pseudo_rule=None,
 ):
     """A dynamic item giving one random training crop around an entry's anchor.
 
     Entries come from ``speechbrain_rfcx.data.sampling.anchored_entries``:
     the crop contains the entry's ``anchor`` box at a random offset, or lies
-    anywhere when the anchor is None.
+    anywhere when the anchor is None. With a ``pseudo_rule`` the entries
+    also have ``pseudo_labels`` (a pseudo-label file or None), and the cells
+    no human box labels take their pseudo-labels (``load_crop``).
 
     The default ``rng`` is Python's ``random`` module, which PyTorch seeds
     differently in every DataLoader worker, so workers draw different crops.
@@ -45,12 +48,13 @@ def crop_pipeline(
     n_classes : int
     min_overlap : float
     rng : random.Random or the random module
+    pseudo_rule : speechbrain_rfcx.data.pseudo.PseudoLabelRule, optional
 
     Returns
     -------
     speechbrain.utils.data_pipeline.DynamicItem
-        Takes ``wav, duration, tp_boxes, fp_boxes, anchor``; provides
-        :data:`CROP_ITEMS`.
+        Takes ``wav, duration, tp_boxes, fp_boxes, anchor`` (and
+        ``pseudo_labels`` with a ``pseudo_rule``); provides :data:`CROP_ITEMS`.
 
     Example
     -------
@@ -69,9 +73,13 @@ def crop_pipeline(
     (torch.Size([16000]), [0.0, 1.0, 0.0])
     """
 
-    @sb.utils.data_pipeline.takes("wav", "duration", "tp_boxes", "fp_boxes", "anchor")
+    keys = ["wav", "duration", "tp_boxes", "fp_boxes", "anchor"]
+    if pseudo_rule is not None:
+        keys.append("pseudo_labels")
+
+    @sb.utils.data_pipeline.takes(*keys)
     @sb.utils.data_pipeline.provides(*CROP_ITEMS)
-    def crop_item(wav, duration, tp_boxes, fp_boxes, anchor):
+    def crop_item(wav, duration, tp_boxes, fp_boxes, anchor, pseudo_labels=None):
         crop = load_crop(
             wav,
             duration,
@@ -84,6 +92,8 @@ def crop_pipeline(
             sample_rate=sample_rate,
             min_overlap=min_overlap,
             rng=rng,
+            pseudo_labels=pseudo_labels,
+            pseudo_rule=pseudo_rule,
         )
         for key in CROP_ITEMS:
             yield crop[key]
@@ -192,8 +202,11 @@ def recording_dataset(manifest, sample_rate, n_classes=N_SPECIES, labelled=True)
     return dataset.filtered_sorted(sort_key="id")
 
 
-def crop_dataset(entries, crop_seconds, n_frames, sample_rate, n_classes=N_SPECIES):
-    """Anchored entries as a training dataset of crops (see :func:`crop_pipeline`).
+def crop_dataset(
+    entries, crop_seconds, n_frames, sample_rate, n_classes=N_SPECIES, pseudo_rule=None
+):
+    """Anchored entries as a training dataset of crops (see :func:`crop_pipeline`;
+    with a ``pseudo_rule``, the entries' ``pseudo_labels`` fill unlabelled cells).
 
     Example
     -------
@@ -210,7 +223,13 @@ def crop_dataset(entries, crop_seconds, n_frames, sample_rate, n_classes=N_SPECI
         {key: dict(entry) for key, entry in entries.items()}
     )
     dataset.add_dynamic_item(
-        crop_pipeline(crop_seconds, n_frames, sample_rate, n_classes=n_classes)
+        crop_pipeline(
+            crop_seconds,
+            n_frames,
+            sample_rate,
+            n_classes=n_classes,
+            pseudo_rule=pseudo_rule,
+        )
     )
     dataset.set_output_keys(["id", *CROP_ITEMS])
     return dataset
