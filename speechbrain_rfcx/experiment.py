@@ -172,7 +172,7 @@ def pseudo_label_rule(hparams):
 
 def _with_pseudo_labels(entries, folder):
     """Each entry gets its recording's pseudo-label file (all must exist)."""
-    for key, entry in entries.items():
+    for entry in entries.values():
         path = pseudo_label_path(folder, entry["recording_id"])
         if not os.path.isfile(path):
             raise FileNotFoundError(
