@@ -249,8 +249,8 @@ def fold_datasets(hparams, manifest, unlabelled=None):
     }
 
 
-def complete_test_set(hparams, data_folder):
-    """The test recordings with their complete labels, when the data has them.
+def complete_test_boxes(hparams, data_folder):
+    """Every call of the test recordings (``recording_id -> [Box]``), when known.
 
     The synthetic generator writes ``test_boxes.csv`` (every call in the test
     files); the real RFCX test labels are hidden, so this returns None there.
@@ -258,7 +258,15 @@ def complete_test_set(hparams, data_folder):
     boxes_csv = os.path.join(data_folder, "test_boxes.csv")
     if not os.path.isfile(boxes_csv):
         return None
-    boxes = boxes_by_recording(read_rfcx_csv(boxes_csv, hparams["n_classes"]))
+    return boxes_by_recording(read_rfcx_csv(boxes_csv, hparams["n_classes"]))
+
+
+def complete_test_set(hparams, data_folder):
+    """The test recordings with their complete labels, when the data has them
+    (:func:`complete_test_boxes`); None otherwise."""
+    boxes = complete_test_boxes(hparams, data_folder)
+    if boxes is None:
+        return None
     test = load_manifest(hparams, data_folder, "test")
     for rid, entry in test.items():
         entry["tp_boxes"] = [b.to_dict() for b in boxes.get(rid, [])]

@@ -35,10 +35,14 @@ from cross_validate import cross_validate
 from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_rfcx._io import read_record, write_record
-from speechbrain_rfcx.data.annotations import boxes_by_recording, read_rfcx_csv
 from speechbrain_rfcx.data.pipelines import recording_labels
 from speechbrain_rfcx.data.pseudo import pseudo_label_path, write_pseudo_labels
-from speechbrain_rfcx.experiment import DATA_SOURCE_FILE, load_manifest, write_scores
+from speechbrain_rfcx.experiment import (
+    DATA_SOURCE_FILE,
+    complete_test_boxes,
+    load_manifest,
+    write_scores,
+)
 from speechbrain_rfcx.interface import SpeciesDetector, ensemble_detect_file
 from speechbrain_rfcx.metrics import LwlrapStats
 
@@ -115,10 +119,9 @@ def predict_round(hparams, folder, fold_folders, data_folder, train_too, device)
 
 def score_test(hparams, folder, data_folder, ids, probs):
     """``test_lwlrap.txt`` of the fold ensemble when the test labels are known."""
-    boxes_csv = os.path.join(data_folder, "test_boxes.csv")
-    if not os.path.isfile(boxes_csv):
+    boxes = complete_test_boxes(hparams, data_folder)
+    if boxes is None:
         return  # real RFCX: the test labels are hidden
-    boxes = boxes_by_recording(read_rfcx_csv(boxes_csv, hparams["n_classes"]))
     truth = torch.stack(
         [
             recording_labels(
