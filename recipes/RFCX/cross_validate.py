@@ -6,7 +6,9 @@
 Each fold runs ``train.py`` with ``--fold=K`` (finished folds are resumed,
 i.e. skipped); the held-out predictions of all folds are merged into
 ``<output_folder>/oof_predictions.csv`` and scored against the TP labels
-(lwlrap) and the TP/FP labels (masked lwlrap) in ``oof_lwlrap.txt``.
+(lwlrap) and the TP/FP labels (masked lwlrap) in ``oof_lwlrap.txt``. The
+species' mean out-of-fold probabilities go to ``priors.csv``, the class
+priors that ``rfcx-submit --priors`` rescales test scores toward.
 """
 
 import json
@@ -20,6 +22,7 @@ import torch
 from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_rfcx.data.pipelines import recording_labels
+from speechbrain_rfcx.detections.submission import priors_from_scores, write_priors
 from speechbrain_rfcx.experiment import write_scores
 from speechbrain_rfcx.metrics import LwlrapStats
 
@@ -81,6 +84,7 @@ def cross_validate(argv, extra=(), folder=None):
     stats = LwlrapStats(class_names=hparams["class_names"])
     stats.append(list(oof.recording_id), probs, truth, known)
     write_scores(os.path.join(folder, "oof_predictions.csv"), oof.recording_id, probs)
+    write_priors(os.path.join(folder, "priors.csv"), priors_from_scores(probs.numpy()))
     with open(os.path.join(folder, "oof_lwlrap.txt"), "w") as f:
         stats.write_stats(f, verbose=True)
     return stats.summarize()["lwlrap"]

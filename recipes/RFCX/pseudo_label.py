@@ -69,6 +69,27 @@ def round_overrides(hparams, round_index):
     ]
 
 
+def without_overrides(argv, extra):
+    """``argv`` less the options that ``extra`` sets: a round decides those.
+
+    Example
+    -------
+    >>> without_overrides(["h.yaml", "--masked_supervision=False", "--seed", "3"],
+    ...                   ["--masked_supervision=True", "--seed=1"])
+    ['h.yaml']
+    """
+    keys = {arg.split("=", 1)[0] for arg in extra}
+    kept, skip_value = [], False
+    for arg in argv:
+        if skip_value and not arg.startswith("--"):
+            skip_value = False
+            continue
+        skip_value = arg in keys  # "--key value"
+        if not skip_value and arg.split("=", 1)[0] not in keys:
+            kept.append(arg)
+    return kept
+
+
 def checkpoints(fold_folders):
     """The checkpoint names of each fold: what a round's predictions came from."""
     return {
@@ -148,7 +169,7 @@ def main(argv):
     for r in range(rounds + 1):
         folder = round_folder(hparams, r)
         extra = round_overrides(hparams, r)
-        oof = cross_validate(argv, extra, folder)
+        oof = cross_validate(without_overrides(argv, extra), extra, folder)
         data_folder = read_record(
             os.path.join(hparams["output_folder"], DATA_SOURCE_FILE)
         )["data_folder"]

@@ -2,7 +2,9 @@
 
 :func:`write_submission` writes ``recording_id,s0,...`` rows (in the order
 of ``sample_submission.csv`` when given); :func:`rescale_to_priors` moves
-each species' mean score toward its prior, read with :func:`read_priors`.
+each species' mean score toward its prior, read with :func:`read_priors`
+(and estimated from out-of-fold predictions with :func:`priors_from_scores`,
+written with :func:`write_priors`).
 """
 
 import numpy as np
@@ -204,3 +206,53 @@ def read_priors(path, n_classes):
     if ids != list(range(n_classes)):
         raise ValueError(f"{path}: species_id must list 0..{n_classes - 1} once each")
     return table.sort_values("species_id")["prior"].to_numpy(dtype=float)
+
+
+def priors_from_scores(scores, floor=1e-3):
+    """Class priors estimated from predictions: each species' mean probability.
+
+    Out-of-fold predictions of the training recordings estimate how often each
+    species is present in recordings like them (a model's mean probability,
+    unlike the human labels, does not depend on which files someone labelled);
+    :func:`rescale_to_priors` then moves the test columns toward those means.
+    Priors are clipped to ``[floor, 1 - floor]`` (:func:`rescale_to_priors`
+    needs them inside ``(0, 1)``).
+
+    Arguments
+    ---------
+    scores : array_like
+        ``(N, C)`` probabilities.
+    floor : float
+        Smallest (and one minus the largest) prior.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(C,)`` priors.
+
+    Example
+    -------
+    >>> priors_from_scores([[0.2, 0.0], [0.4, 0.0]]).round(3).tolist()
+    [0.3, 0.001]
+    """
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim != 2 or scores.shape[0] == 0:
+        raise ValueError(
+            f"scores must have shape (N, C) with N > 0, got {scores.shape}"
+        )
+    return np.clip(scores.mean(axis=0), floor, 1 - floor)
+
+
+def write_priors(path, priors):
+    """Write ``species_id,prior`` rows, the CSV :func:`read_priors` reads.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "priors.csv")
+    >>> write_priors(path, [0.25, 0.5])
+    >>> read_priors(path, 2).tolist()
+    [0.25, 0.5]
+    """
+    rows = "".join(f"{c},{float(p)!r}\n" for c, p in enumerate(priors))
+    write_atomically(path, "species_id,prior\n" + rows)

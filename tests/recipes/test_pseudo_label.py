@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hyperpyyaml import load_hyperpyyaml
@@ -19,6 +20,7 @@ from speechbrain_rfcx.data.pseudo import (
     read_pseudo_labels,
     write_pseudo_labels,
 )
+from speechbrain_rfcx.detections.submission import read_priors
 
 RECIPE = pathlib.Path(__file__).resolve().parents[2] / "recipes" / "RFCX"
 TINY = {
@@ -31,6 +33,9 @@ TINY = {
     "number_of_epochs": 1,
     "valid_batch_size": 4,
     "pl_rounds": 2,
+    # round 0 with the masked loss, as the Kaggle workflow runs it; the
+    # rounds set it too, and a user's own value must not clash with theirs
+    "masked_supervision": True,
 }
 
 
@@ -59,6 +64,10 @@ def test_each_round_keeps_its_models_labels_and_scores(two_rounds):
         assert (folder / "oof_lwlrap.txt").read_text().startswith("lwlrap: ")
         assert (folder / "test_lwlrap.txt").read_text().startswith("lwlrap: ")
         assert len((folder / "test_predictions.csv").read_text().splitlines()) == 7
+        # class priors for rfcx-submit --priors: mean out-of-fold probabilities
+        oof = pd.read_csv(folder / "oof_predictions.csv").iloc[:, 1:].to_numpy()
+        priors = read_priors(folder / "priors.csv", 24)
+        assert np.allclose(priors, np.clip(oof.mean(0), 1e-3, 1 - 1e-3), atol=1e-5)
     # every training and test recording of rounds 0 and 1 has framewise
     # predictions (the next round's labels); the last round only the test set
     assert len(list((out / "predictions").glob("*.npz"))) == 46
