@@ -19,6 +19,7 @@ def test_the_recipe_has_the_promised_settings():
         "conformer",
         "transformer",
         "small_cpu",
+        "cpu_fullband",
     } <= names
 
 
