@@ -38,6 +38,7 @@ import subprocess
 import sys
 
 import numpy as np
+import speechbrain as sb
 from hyperpyyaml import load_hyperpyyaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -106,13 +107,10 @@ def train_row(args, seed, row, recipe_overrides):
 
 
 def load_hparams(args, seed, row, recipe_overrides):
-    overrides = {}
-    for arg in row_arguments(args, seed, row, recipe_overrides)[1:]:
-        if arg.startswith("--") and "=" in arg:
-            key, value = arg[2:].split("=", 1)
-            overrides[key] = value
-    with open(args.recipe) as f:  # YAML text: values keep their types
-        return load_hyperpyyaml(f, "\n".join(f"{k}: {v}" for k, v in overrides.items()))
+    argv = row_arguments(args, seed, row, recipe_overrides)
+    hparams_file, _, overrides = sb.parse_arguments(argv)
+    with open(hparams_file) as f:
+        return load_hyperpyyaml(f, overrides)
 
 
 def fold_folders(hparams, row):
@@ -146,36 +144,30 @@ def score_folds(hparams, row, tta):
 
 
 def truths(hparams):
+    """TP labels of the training recordings, complete labels of the test set."""
     data_folder = hparams["synthetic_folder"]
     n = hparams["n_classes"]
     train = experiment.load_manifest(hparams, data_folder, "train")
-    boxes = experiment.complete_test_boxes(hparams, data_folder)
     test_ids = sorted(experiment.load_manifest(hparams, data_folder, "test"))
     tp = {
         r: recording_labels(e["tp_boxes"], [], n)[0].numpy() for r, e in train.items()
     }
-    test = np.stack(
-        [
-            recording_labels([b.to_dict() for b in boxes.get(r, [])], [], n)[0].numpy()
-            for r in test_ids
-        ]
-    )
-    return tp, test
+    return tp, experiment.complete_test_labels(hparams, data_folder, test_ids).numpy()
 
 
 def with_priors(folds):
     """Rescale each fold's scores toward priors the fold did not score itself."""
+    everyone = priors_from_scores(np.concatenate([f["oof"] for f in folds]))
     out = []
     for k, fold in enumerate(folds):
         others = [f["oof"] for j, f in enumerate(folds) if j != k] or [fold["oof"]]
-        everyone = np.concatenate([f["oof"] for f in folds])
         out.append(
             dict(
                 fold,
                 oof=rescale_to_priors(
                     fold["oof"], priors_from_scores(np.concatenate(others))
                 ),
-                test=rescale_to_priors(fold["test"], priors_from_scores(everyone)),
+                test=rescale_to_priors(fold["test"], everyone),
             )
         )
     return out

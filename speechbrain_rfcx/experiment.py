@@ -19,7 +19,11 @@ from speechbrain_rfcx.data.annotations import (
     species_bands,
     species_columns,
 )
-from speechbrain_rfcx.data.pipelines import crop_dataset, recording_dataset
+from speechbrain_rfcx.data.pipelines import (
+    crop_dataset,
+    recording_dataset,
+    recording_labels,
+)
 from speechbrain_rfcx.data.prepare import prepare_rfcx
 from speechbrain_rfcx.data.pseudo import PseudoLabelRule, pseudo_label_path
 from speechbrain_rfcx.data.sampling import anchored_entries, make_train_sampler
@@ -259,6 +263,22 @@ def complete_test_boxes(hparams, data_folder):
     if not os.path.isfile(boxes_csv):
         return None
     return boxes_by_recording(read_rfcx_csv(boxes_csv, hparams["n_classes"]))
+
+
+def complete_test_labels(hparams, data_folder, ids):
+    """``(N, C)`` 0/1 species labels of the test recordings ``ids``, when known
+    (:func:`complete_test_boxes`); None otherwise."""
+    boxes = complete_test_boxes(hparams, data_folder)
+    if boxes is None:
+        return None
+    return torch.stack(
+        [
+            recording_labels(
+                [b.to_dict() for b in boxes.get(rid, [])], [], hparams["n_classes"]
+            )[0]
+            for rid in ids
+        ]
+    )
 
 
 def complete_test_set(hparams, data_folder):

@@ -35,11 +35,10 @@ from cross_validate import cross_validate
 from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_rfcx._io import read_record, write_record
-from speechbrain_rfcx.data.pipelines import recording_labels
 from speechbrain_rfcx.data.pseudo import pseudo_label_path, write_pseudo_labels
 from speechbrain_rfcx.experiment import (
     DATA_SOURCE_FILE,
-    complete_test_boxes,
+    complete_test_labels,
     load_manifest,
     write_scores,
 )
@@ -140,17 +139,9 @@ def predict_round(hparams, folder, fold_folders, data_folder, train_too, device)
 
 def score_test(hparams, folder, data_folder, ids, probs):
     """``test_lwlrap.txt`` of the fold ensemble when the test labels are known."""
-    boxes = complete_test_boxes(hparams, data_folder)
-    if boxes is None:
+    truth = complete_test_labels(hparams, data_folder, ids)
+    if truth is None:
         return  # real RFCX: the test labels are hidden
-    truth = torch.stack(
-        [
-            recording_labels(
-                [b.to_dict() for b in boxes.get(rid, [])], [], hparams["n_classes"]
-            )[0]
-            for rid in ids
-        ]
-    )
     stats = LwlrapStats(class_names=hparams["class_names"])
     stats.append(ids, probs.double(), truth, torch.ones_like(truth))
     with open(os.path.join(folder, "test_lwlrap.txt"), "w") as f:
