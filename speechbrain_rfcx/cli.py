@@ -27,23 +27,9 @@ import argparse
 import os
 import sys
 
-import numpy as np
-import torch
 from tqdm import tqdm
 
 from speechbrain_rfcx._io import remove_stale_temporaries
-from speechbrain_rfcx.detections.events import (
-    frames_to_detections,
-    full_bands,
-    read_thresholds,
-)
-from speechbrain_rfcx.detections.submission import (
-    read_priors,
-    rescale_to_priors,
-    write_submission,
-)
-from speechbrain_rfcx.inference import tta_variants
-from speechbrain_rfcx.interface import SpeciesDetector
 from speechbrain_rfcx.runs import (
     OUTPUT_SUFFIXES,
     SUMMARY_FILE,
@@ -54,6 +40,9 @@ from speechbrain_rfcx.runs import (
     score_files,
     write_outputs,
 )
+
+# torch, numpy, pandas and the models are imported once the arguments are
+# checked: ``--help`` and argument errors answer at once.
 
 EXIT_FAILURES = 2
 
@@ -156,6 +145,10 @@ def _add_model_arguments(parser):
 
 
 def _load_detectors(args):
+    import torch
+
+    from speechbrain_rfcx.interface import SpeciesDetector
+
     if args.num_workers < 1:
         raise ValueError(f"--num-workers must be >= 1, got {args.num_workers}")
     if args.threads < 0:
@@ -172,6 +165,8 @@ def _load_detectors(args):
 
 
 def _detect_options(args, detectors):
+    from speechbrain_rfcx.inference import tta_variants
+
     for name in ("window", "hop"):
         value = getattr(args, name)
         if value is not None and not value > 0:
@@ -235,6 +230,8 @@ def detect_main(argv=None):
         n_classes = int(detectors[0].hparams.n_classes)
         threshold = args.threshold
         if args.thresholds:
+            from speechbrain_rfcx.detections.events import read_thresholds
+
             threshold = read_thresholds(args.thresholds, n_classes)
         options = _detect_options(args, detectors)
     except (ValueError, FileNotFoundError) as e:
@@ -244,6 +241,8 @@ def detect_main(argv=None):
 
 def run_detection(args, files, detectors, formats, threshold, options):
     """Scores ``files`` and writes their tables; returns the exit status."""
+    from speechbrain_rfcx.detections.events import frames_to_detections, full_bands
+
     single_file = os.path.isfile(args.input)
     root = os.path.dirname(args.input) if single_file else args.input
     os.makedirs(args.out, exist_ok=True)
@@ -343,6 +342,14 @@ def submit_main(argv=None):
         make_output_folder(os.path.dirname(os.path.abspath(args.out)), "--out")
         detectors = _load_detectors(args)
         n_classes = int(detectors[0].hparams.n_classes)
+        import numpy as np
+
+        from speechbrain_rfcx.detections.submission import (
+            read_priors,
+            rescale_to_priors,
+            write_submission,
+        )
+
         priors = read_priors(args.priors, n_classes) if args.priors else None
         options = _detect_options(args, detectors)
     except (ValueError, FileNotFoundError) as e:

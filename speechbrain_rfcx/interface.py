@@ -39,6 +39,7 @@ EXPORT_YAML = "detector.yaml"
 EXPORT_WEIGHTS = "model.ckpt"
 TRAINING_YAML = "hyperparams.yaml"
 SETTINGS_FILE = "detector_settings.yaml"
+FOLD_PROBE_SECONDS = 2.0
 
 
 class ModelFolderError(ValueError):
@@ -255,12 +256,15 @@ class SpeciesDetector(Pretrained):
         )
         # Scoring runs a copy with BatchNorms folded into the convolutions
         # (same outputs, faster); ``mods.model`` stays as trained, for export.
-        # The copy is made here: weights changed later are not scored.
+        # The copy is made here: weights changed later are not scored. It is
+        # checked on a probe of at most FOLD_PROBE_SECONDS (a longer one only
+        # slows every start).
         self.scoring_model = self.mods.model
         if not self.mods.model.training:
+            seconds = min(float(self.hparams.window), FOLD_PROBE_SECONDS)
             probe = torch.randn(
                 1,
-                int(round(float(self.hparams.window) * self.sample_rate)),
+                int(round(seconds * self.sample_rate)),
                 generator=torch.Generator().manual_seed(0),
             )
             self.scoring_model, _ = fold_batch_norms(

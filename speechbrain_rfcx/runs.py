@@ -19,14 +19,10 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from speechbrain_rfcx._io import write_atomically
-from speechbrain_rfcx.data.annotations import species_columns
 from speechbrain_rfcx.data.audio import AUDIO_EXTENSIONS, AudioError
-from speechbrain_rfcx.detections.tables import (
-    write_audacity_labels,
-    write_detections_csv,
-    write_raven_table,
-)
-from speechbrain_rfcx.interface import ensemble_detect_file
+
+# torch, pandas and the models are imported by the functions that use them:
+# finding the input files and checking arguments stays instant.
 
 OUTPUT_SUFFIXES = {
     "raven": ".Table.1.selections.txt",
@@ -114,6 +110,8 @@ def score_files(detectors, paths, options, workers=1):
         Why the file could not be scored.
     """
 
+    from speechbrain_rfcx.interface import ensemble_detect_file
+
     def score(path):
         try:
             return ensemble_detect_file(detectors, path, **options), None
@@ -172,6 +170,12 @@ def write_outputs(paths, detections, recording_id, species_names=None, plot=None
     >>> open(paths["audacity"]).read().split()
     ['1.000000', '2.000000', 's0', '0.900']
     """
+    from speechbrain_rfcx.detections.tables import (
+        write_audacity_labels,
+        write_detections_csv,
+        write_raven_table,
+    )
+
     folders = {os.path.dirname(path) for path in paths.values()}
     for folder in folders:
         os.makedirs(folder or ".", exist_ok=True)
@@ -226,6 +230,8 @@ class ClipScoreJournal:
     """
 
     def __init__(self, path, n_classes):
+        from speechbrain_rfcx.data.annotations import species_columns
+
         self.path = path
         self.header = ["recording_id"] + species_columns(n_classes)
         self.previous = self._read(path)

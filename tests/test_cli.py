@@ -1,6 +1,7 @@
 """rfcx-detect and rfcx-submit end to end, with an exported stand-in model."""
 
 import os
+import subprocess
 import sys
 import types
 
@@ -11,6 +12,7 @@ import soundfile as sf
 import torch
 
 import speechbrain_rfcx.cli as cli
+import speechbrain_rfcx.interface as interface
 import speechbrain_rfcx.runs as runs
 from speechbrain_rfcx.detections.tables import read_audacity_labels, read_raven_table
 from speechbrain_rfcx.interface import SpeciesDetector
@@ -119,13 +121,13 @@ def test_rerun_skips_finished_files(
     table = out / "a.Table.1.selections.txt"
     before = table.stat().st_mtime_ns
     scored = []
-    real = runs.ensemble_detect_file
+    real = interface.ensemble_detect_file
 
     def counting(detectors, path, **kwargs):
         scored.append(os.path.basename(path))
         return real(detectors, path, **kwargs)
 
-    monkeypatch.setattr(runs, "ensemble_detect_file", counting)
+    monkeypatch.setattr(interface, "ensemble_detect_file", counting)
     status, err = _detect(capsys, audio_dir, "--model", model_dir, "--out", out)
     assert status == 2 and scored == ["broken.flac"]
     assert "2 file(s) already done" in err
@@ -179,6 +181,36 @@ def test_detect_rejects_bad_arguments(tmp_path, model_dir, capsys):
                              "--out", str(tmp_path / "o"), *extra])  # fmt: skip
         assert "--chunk-seconds" in capsys.readouterr().err
     assert not list((tmp_path / "o").glob("*"))  # refused before any scoring
+
+
+def test_help_and_argument_errors_answer_without_torch(tmp_path):
+    """--help and argument errors are answered before torch is imported."""
+    (tmp_path / "notes.txt").write_text("no audio here")
+    probe = (
+        "import sys\n"
+        "from speechbrain_rfcx.cli import detect_main, submit_main\n"
+        "main = submit_main if sys.argv[1] == 'submit' else detect_main\n"
+        "try:\n"
+        "    main(sys.argv[2:])\n"
+        "except SystemExit as e:\n"
+        "    print('exit', e.code, 'torch' in sys.modules)\n"
+    )
+    cases = [
+        (["detect", "--help"], "exit 0", "--model DIR"),
+        (["submit", "--help"], "exit 0", "--test-folder"),
+        (["detect", str(tmp_path), "--model", "m", "--out", "o"], "exit 2",
+         "holds no audio files"),
+        (["detect", str(tmp_path / "none"), "--model", "m", "--out", "o",
+          "--format", "excel"], "exit 2", "--format 'excel'"),
+        (["submit", "--test-folder", str(tmp_path / "none"), "--model", "m",
+          "--out", "s.csv"], "exit 2", "is not a folder"),
+    ]  # fmt: skip
+    for argv, status, message in cases:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *argv], capture_output=True, text=True
+        )
+        assert done.stdout.splitlines()[-1] == f"{status} False", (argv, done)
+        assert message in done.stdout + done.stderr, argv
 
 
 def test_submit_follows_sample_submission(tmp_path, model_dir, capsys):
@@ -255,7 +287,7 @@ def test_score_files_keeps_order_bounds_files_in_flight_and_reports_errors(
             raise AudioError("bad: cannot decode")
         return {"path": path, **options}
 
-    monkeypatch.setattr(runs, "ensemble_detect_file", fake_detect)
+    monkeypatch.setattr(interface, "ensemble_detect_file", fake_detect)
     paths = [f"f{i}" for i in range(9)]
     paths[4] = "bad"
 

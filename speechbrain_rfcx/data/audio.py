@@ -8,8 +8,6 @@ a 10 s read.
 import math
 
 import soundfile as sf
-import torch
-import torchaudio.functional
 
 AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".mp3")  # what soundfile reads
 
@@ -86,6 +84,11 @@ def read_segment(path, start=0.0, duration=None, sample_rate=None):
     >>> read_segment(path, start=0.5, duration=0.25, sample_rate=16000).shape
     torch.Size([4000])
     """
+    # imported here: listing audio files (the console commands do it before
+    # anything else) needs no torch
+    import torch
+    import torchaudio.functional
+
     try:
         with sf.SoundFile(path) as f:
             file_rate = f.samplerate

@@ -13,10 +13,10 @@ Authors
 """
 
 import copy
+import sys
 import warnings
 
 import torch
-from timm.layers import BatchNormAct2d
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -24,16 +24,24 @@ CONVOLUTIONS = (nn.Conv1d, nn.Conv2d)
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
 
+def _timm_batch_norm_act():
+    """timm's ``BatchNormAct2d`` (batch norm, dropout, activation), or None
+    when timm was never imported: then no model holds one, and models
+    without timm load without its import time."""
+    layers = sys.modules.get("timm.layers")
+    return getattr(layers, "BatchNormAct2d", None)
+
+
 def _without_norm(bn):
     """What is left of a BatchNorm module once folded away."""
-    if isinstance(bn, BatchNormAct2d):  # timm: batch norm, dropout, activation
+    if type(bn) is _timm_batch_norm_act():
         return nn.Sequential(bn.drop, bn.act)
     return nn.Identity()
 
 
 def _foldable(bn):
     return (
-        type(bn) in BATCH_NORMS or type(bn) is BatchNormAct2d
+        type(bn) in BATCH_NORMS or type(bn) is _timm_batch_norm_act()
     ) and bn.track_running_stats
 
 
@@ -47,6 +55,11 @@ def conv_bn_pairs(model, *example_inputs):
     >>> conv_bn_pairs(net.eval(), torch.randn(1, 1, 8))
     [('0', '1')]
     """
+    return _pairs_and_outputs(model, *example_inputs)[0]
+
+
+def _pairs_and_outputs(model, *example_inputs):
+    """:func:`conv_bn_pairs` and the model's outputs on ``example_inputs``."""
     produced_by, pairs, handles, keep_alive = {}, [], [], []
 
     def after_conv(name):
@@ -71,12 +84,12 @@ def conv_bn_pairs(model, *example_inputs):
             handles.append(module.register_forward_pre_hook(before_norm(name)))
     try:
         with torch.no_grad():
-            model(*example_inputs)
+            outputs = model(*example_inputs)
     finally:
         for handle in handles:
             handle.remove()
     seen_convs = [conv for conv, _ in pairs]
-    return [(c, b) for c, b in pairs if seen_convs.count(c) == 1]
+    return [(c, b) for c, b in pairs if seen_convs.count(c) == 1], outputs
 
 
 def _set_module(model, name, module):
@@ -121,7 +134,7 @@ def fold_batch_norms(model, *example_inputs, rtol=1e-3):
     """
     if model.training:
         raise ValueError("fold_batch_norms needs a model in eval mode")
-    pairs = conv_bn_pairs(model, *example_inputs)
+    pairs, before = _pairs_and_outputs(model, *example_inputs)
     if not pairs:
         return model, 0
     folded = copy.deepcopy(model)
@@ -130,7 +143,7 @@ def fold_batch_norms(model, *example_inputs, rtol=1e-3):
         _set_module(folded, conv_name, fuse_conv_bn_eval(conv, bn))
         _set_module(folded, bn_name, _without_norm(bn))
     with torch.no_grad():
-        before, after = model(*example_inputs), folded(*example_inputs)
+        after = folded(*example_inputs)
     if not isinstance(before, dict):
         before, after = {"output": before}, {"output": after}
     for key, value in before.items():

@@ -6,7 +6,6 @@ Authors
 
 from pathlib import Path
 
-import timm
 import torch
 
 from speechbrain_rfcx.models.base import SEDModel
@@ -87,6 +86,8 @@ class TimmSED(SEDModel):
                 pretrained=True,
                 pretrained_cfg_overlay=dict(file=str(pretrained_path)),
             )
+        import timm  # here: the other models load without timm's import time
+
         self.backbone = timm.create_model(
             backbone,
             num_classes=0,
