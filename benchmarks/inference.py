@@ -1,25 +1,39 @@
 #!/usr/bin/env python3
-"""End-to-end detection throughput: FLAC files on disk -> tables + submission.
+"""Detection speed as users see it: the console command as a whole process,
+and the steady state, optionally beside BirdNET on the same files.
 
     .venv/bin/python benchmarks/inference.py [--models efficientnet_b0 conformer]
-        [--files 8] [--hop 5.0] [--batch-size 16] [--threads 2] [--workers 2]
-        [--device cpu] [--windowed]
+        [--files 48] [--repeats 2] [--hop 5.0] [--batch-size 16] [--threads 0]
+        [--workers 2] [--device cpu] [--windowed]
+        [--birdnet-python /path/to/birdnet-venv/bin/python]
 
-Writes synthetic 60 s, 48 kHz recordings, builds each model with the feature
-settings of its recipe (weights untrained: speed does not depend on them) as
-an exported detector folder, then times the real ``rfcx-detect`` (Raven
-tables) and ``rfcx-submit`` code paths over the folder. Prints seconds of audio
-per wall-clock second ("x real time"), the threads, batch size and peak RSS.
-Convolutional models score each recording in one pass unless ``--windowed``
-(every window run, as ``rfcx-detect --windowed``).
-For reference: BirdNET 2.4 analyses about 27-41 s of audio per second on a
-2-core CPU.
+Writes synthetic 60 s, 48 kHz FLAC recordings and builds each model with the
+feature settings of its recipe (weights untrained: speed does not depend on
+them) as an exported detector folder. Then, per model:
+
+* ``rfcx-detect --help`` as a whole process (best of three);
+* ``rfcx-detect FOLDER --model DIR --out DIR`` (Raven tables) as a whole
+  process, start-up included, ``--repeats`` times;
+* the steady state: ``detect_main`` called twice in this process on the same
+  files (fresh output folders), the second call timed; whole process minus
+  steady state is the fixed cost a user pays per command (imports, model
+  build, BatchNorm folding, first-call set-up);
+* ``rfcx-submit`` in this process, for reference.
+
+With ``--birdnet-python`` (an interpreter of a separate environment holding
+the ``birdnet`` package, see ``benchmarks/birdnet_run.py``), BirdNET analyses
+the same folder as a whole process, alternating with ``rfcx-detect``. Prints
+seconds of audio per wall-clock second ("x real time").
 """
 
 import argparse
+import json
 import os
+import pathlib
 import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -67,10 +81,38 @@ def export_detector(name, folder, window, hop):
     return detector.export(folder)
 
 
+def console_command(name):
+    """The installed console script next to this interpreter."""
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+def whole_process(command):
+    """Wall seconds of ``command`` as a fresh process (it must succeed)."""
+    began = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)  # fmt: skip
+    return time.perf_counter() - began
+
+
+def birdnet_whole_process(python, folder, threads):
+    """Wall seconds of BirdNET over ``folder`` and the runner's own report."""
+    runner = pathlib.Path(__file__).with_name("birdnet_run.py")
+    began = time.perf_counter()
+    done = subprocess.run(
+        [python, str(runner), folder, "--threads", str(threads)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - began
+    return wall, json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--models", nargs="+", default=["efficientnet_b0"])
-    parser.add_argument("--files", type=int, default=8)
+    parser.add_argument("--files", type=int, default=48)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--window", type=float, default=10.92)
     parser.add_argument("--hop", type=float, default=5.0)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -78,10 +120,15 @@ def main():
     parser.add_argument("--workers", type=int, default=2, help="files at once")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--windowed", action="store_true")
+    parser.add_argument("--birdnet-python", metavar="PYTHON")
+    parser.add_argument(
+        "--birdnet-threads", type=int, default=os.cpu_count(), metavar="N"
+    )
     args = parser.parse_args()
     work = tempfile.mkdtemp(prefix="rfcx_infer_bench_")
     data = os.path.join(work, "data")
     generate_rfcx_dataset(data, n_train=0, n_test=args.files)
+    folder = os.path.join(data, "test")
     audio_seconds = 60.0 * args.files
     common = [
         "--batch-size",
@@ -98,34 +145,63 @@ def main():
         f"{args.files} x 60 s 48 kHz FLAC, window {args.window} s, hop {args.hop} s, "
         f"batch {args.batch_size} windows, device {args.device}, torch threads "
         f"{args.threads or torch.get_num_threads()}, {args.workers} file(s) at once, "
-        f"{'every window run' if args.windowed else 'one pass per recording'}"
+        f"{'every window run' if args.windowed else 'one pass per recording'}, "
+        f"{os.cpu_count()} CPU cores"
     )
+    rows = []
+
+    def row(what, seconds, note=""):
+        rows.append((what, seconds, audio_seconds / seconds if seconds else None, note))
+        speed = f"{audio_seconds / seconds:7.1f}x real time" if seconds else ""
+        print(f"  {what:44s} {seconds:7.2f} s  {speed}  {note}", flush=True)
+
+    help_s = min(whole_process([console_command("rfcx-detect"), "--help"])
+                 for _ in range(3))  # fmt: skip
+    print(f"  {'rfcx-detect --help (whole process)':44s} {help_s:7.2f} s")
+    birdnet = []
     for name in args.models:
         detector = export_detector(
             name, os.path.join(work, f"model_{name}"), args.window, args.hop
         )
-        out = os.path.join(work, f"tables_{name}")
-        began = time.perf_counter()
-        detect_main(
-            [
-                os.path.join(data, "test"),
-                "--model",
-                detector,
-                "--out",
-                out,
-                "--format",
-                "raven",
-                *common,
-            ]
-        )
-        detect_s = time.perf_counter() - began
+
+        def detect_command(out, detector=detector):
+            return [folder, "--model", detector, "--out", out, "--format", "raven",
+                    *common]  # fmt: skip
+
+        for repeat in range(args.repeats):
+            out = os.path.join(work, f"whole_{name}_{repeat}")
+            seconds = whole_process(
+                [console_command("rfcx-detect"), *detect_command(out)]
+            )
+            row(f"{name} rfcx-detect, whole process", seconds)
+            if args.birdnet_python and name == args.models[0]:
+                wall, report = birdnet_whole_process(
+                    args.birdnet_python, folder, args.birdnet_threads
+                )
+                birdnet.append(wall)
+                row(
+                    "BirdNET, whole process",
+                    wall,
+                    f"(analysis {report['wall_s_analysis']:.1f} s, "
+                    f"BirdNET {report.get('birdnet_version')}, "
+                    f"{report.get('backend')}, {args.birdnet_threads} threads)",
+                )
+        steady = []
+        for call in range(2):
+            out = os.path.join(work, f"steady_{name}_{call}")
+            began = time.perf_counter()
+            detect_main(detect_command(out))
+            steady.append(time.perf_counter() - began)
+        whole = min(r[1] for r in rows if r[0] == f"{name} rfcx-detect, whole process")
+        row(f"{name} rfcx-detect, steady state", steady[1],
+            f"(fixed cost per command {whole - steady[1]:.1f} s)")  # fmt: skip
         began = time.perf_counter()
         submit_main(
             [
                 "--model",
                 detector,
                 "--test-folder",
-                os.path.join(data, "test"),
+                folder,
                 "--sample-submission",
                 os.path.join(data, "sample_submission.csv"),
                 "--out",
@@ -133,13 +209,14 @@ def main():
                 *common,
             ]
         )
-        submit_s = time.perf_counter() - began
+        row(f"{name} rfcx-submit, in process", time.perf_counter() - began)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(
-            f"{name:16s} rfcx-detect {audio_seconds / detect_s:7.1f}x real time "
-            f"({detect_s / args.files:.2f} s per 60 s file), rfcx-submit "
-            f"{audio_seconds / submit_s:7.1f}x real time; peak RSS {peak:.0f} MiB"
-        )
+        print(f"  peak RSS of this process {peak:.0f} MiB")
+        if birdnet:
+            print(
+                f"  {name}: whole process {min(birdnet) / whole:.2f}x BirdNET, "
+                f"steady state {min(birdnet) / steady[1]:.2f}x BirdNET's whole process"
+            )
     shutil.rmtree(work)
 
 
