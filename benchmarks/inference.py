@@ -4,7 +4,7 @@ and the steady state, optionally beside BirdNET on the same files.
 
     .venv/bin/python benchmarks/inference.py [--models efficientnet_b0 conformer]
         [--files 48] [--repeats 2] [--hop 5.0] [--batch-size 16] [--threads 0]
-        [--workers 2] [--device cpu] [--windowed]
+        [--workers 2] [--device cpu] [--precision fp32] [--windowed]
         [--birdnet-python /path/to/birdnet-venv/bin/python]
 
 Writes synthetic 60 s, 48 kHz FLAC recordings and builds each model with the
@@ -119,6 +119,7 @@ def main():
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="files at once")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
     parser.add_argument("--windowed", action="store_true")
     parser.add_argument("--birdnet-python", metavar="PYTHON")
     parser.add_argument(
@@ -139,11 +140,14 @@ def main():
         str(args.workers),
         "--device",
         args.device,
+        "--precision",
+        args.precision,
         *(["--windowed"] if args.windowed else []),
     ]
     print(
         f"{args.files} x 60 s 48 kHz FLAC, window {args.window} s, hop {args.hop} s, "
-        f"batch {args.batch_size} windows, device {args.device}, torch threads "
+        f"batch {args.batch_size} windows, device {args.device} ({args.precision}), "
+        f"torch threads "
         f"{args.threads or torch.get_num_threads()}, {args.workers} file(s) at once, "
         f"{'every window run' if args.windowed else 'one pass per recording'}, "
         f"{os.cpu_count()} CPU cores"

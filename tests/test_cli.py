@@ -25,7 +25,11 @@ BANDS = {0: (80.0, 120.0), 1: (180.0, 230.0)}
 class TwoTones(torch.nn.Module):
     """Frame logit of class c: 20 * (amplitude of its tone in a 0.1 s frame - 0.4)."""
 
+    autocast_seen = []  # the CPU autocast dtype of every call (None: off)
+
     def forward(self, wavs, lens=None):
+        on = torch.is_autocast_enabled("cpu")
+        self.autocast_seen.append(torch.get_autocast_dtype("cpu") if on else None)
         frames = wavs[:, : wavs.shape[1] // 100 * 100].reshape(wavs.shape[0], -1, 100)
         amplitude = torch.fft.rfft(frames).abs()[..., [10, 20]] * 2 / 100
         logits = 20.0 * (amplitude - 0.4)
@@ -181,6 +185,23 @@ def test_detect_rejects_bad_arguments(tmp_path, model_dir, capsys):
                              "--out", str(tmp_path / "o"), *extra])  # fmt: skip
         assert "--chunk-seconds" in capsys.readouterr().err
     assert not list((tmp_path / "o").glob("*"))  # refused before any scoring
+
+
+def test_precision_option_runs_the_model_under_autocast(
+    audio_dir, model_dir, tmp_path, capsys
+):
+    scores = {}
+    for precision, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+        TwoTones.autocast_seen.clear()
+        out = tmp_path / precision
+        status, _ = _detect(capsys, audio_dir, "--model", model_dir, "--out", out,
+                            "--precision", precision)  # fmt: skip
+        assert status == 2  # broken.flac
+        # the two readable files (the load-time BatchNorm check runs in fp32)
+        assert TwoTones.autocast_seen[-2:] == [dtype, dtype]
+        scores[precision] = pd.read_csv(out / "clip_scores.csv")
+    assert list(scores["bf16"]["recording_id"]) == list(scores["fp32"]["recording_id"])
+    assert np.allclose(scores["bf16"].iloc[:, 1:], scores["fp32"].iloc[:, 1:])
 
 
 def test_help_and_argument_errors_answer_without_torch(tmp_path):
