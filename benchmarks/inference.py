@@ -15,9 +15,9 @@ them) as an exported detector folder. Then, per model:
 * ``rfcx-detect FOLDER --model DIR --out DIR`` (Raven tables) as a whole
   process, start-up included, ``--repeats`` times;
 * the steady state: ``detect_main`` called twice in this process on the same
-  files (fresh output folders), the second call timed; whole process minus
-  steady state is the fixed cost a user pays per command (imports, model
-  build, BatchNorm folding, first-call set-up);
+  files (fresh output folders), the second call timed (it loads the model
+  again); whole process minus steady state is what a user pays once per
+  command besides that (imports, first-call set-up);
 * ``rfcx-submit`` in this process, for reference.
 
 With ``--birdnet-python`` (an interpreter of a separate environment holding
@@ -198,7 +198,7 @@ def main():
             steady.append(time.perf_counter() - began)
         whole = min(r[1] for r in rows if r[0] == f"{name} rfcx-detect, whole process")
         row(f"{name} rfcx-detect, steady state", steady[1],
-            f"(fixed cost per command {whole - steady[1]:.1f} s)")  # fmt: skip
+            f"(whole process minus this: {whole - steady[1]:.1f} s)")  # fmt: skip
         began = time.perf_counter()
         submit_main(
             [
