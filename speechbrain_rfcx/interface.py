@@ -39,7 +39,7 @@ EXPORT_YAML = "detector.yaml"
 EXPORT_WEIGHTS = "model.ckpt"
 TRAINING_YAML = "hyperparams.yaml"
 SETTINGS_FILE = "detector_settings.yaml"
-FOLD_PROBE_SECONDS = 2.0
+FOLD_PROBE_SECONDS = 1.0
 
 
 class ModelFolderError(ValueError):
@@ -256,9 +256,10 @@ class SpeciesDetector(Pretrained):
         )
         # Scoring runs a copy with BatchNorms folded into the convolutions
         # (same outputs, faster); ``mods.model`` stays as trained, for export.
-        # The copy is made here: weights changed later are not scored. It is
-        # checked on a probe of at most FOLD_PROBE_SECONDS (a longer one only
-        # slows every start).
+        # The copy is made here and shares the weights that folding leaves
+        # alone: to score other weights, build a new detector. It is checked
+        # on a probe of at most FOLD_PROBE_SECONDS (a longer one only slows
+        # every start).
         self.scoring_model = self.mods.model
         if not self.mods.model.training:
             seconds = min(float(self.hparams.window), FOLD_PROBE_SECONDS)

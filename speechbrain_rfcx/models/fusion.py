@@ -18,7 +18,7 @@ import warnings
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 CONVOLUTIONS = (nn.Conv1d, nn.Conv2d)
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -92,6 +92,20 @@ def _pairs_and_outputs(model, *example_inputs):
     return [(c, b) for c, b in pairs if seen_convs.count(c) == 1], outputs
 
 
+def _sharing_copy(module):
+    """A copy of ``module``'s tree of modules that shares its parameters and
+    buffers: replacing a child or a parameter of the copy leaves ``module``
+    as it is, and no tensor is copied."""
+    copied = copy.copy(module)
+    copied._modules = {
+        name: None if child is None else _sharing_copy(child)
+        for name, child in module._modules.items()
+    }
+    copied._parameters = dict(module._parameters)
+    copied._buffers = dict(module._buffers)
+    return copied
+
+
 def _set_module(model, name, module):
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
@@ -105,7 +119,9 @@ def fold_batch_norms(model, *example_inputs, rtol=1e-3):
     ``BatchNorm1d``/``2d`` and timm's ``BatchNormAct2d``, whose activation
     stays). If the folded copy's outputs on ``example_inputs`` differ from
     the original's by more than ``rtol`` of their range, a warning is given
-    and the original is returned unchanged.
+    and the original is returned unchanged. The copy has new weights for the
+    folded convolutions and shares every other parameter and buffer with
+    ``model`` (nothing else is copied; ``model`` is left as it is).
 
     Arguments
     ---------
@@ -137,10 +153,19 @@ def fold_batch_norms(model, *example_inputs, rtol=1e-3):
     pairs, before = _pairs_and_outputs(model, *example_inputs)
     if not pairs:
         return model, 0
-    folded = copy.deepcopy(model)
+    folded = _sharing_copy(model)
     for conv_name, bn_name in pairs:
         conv, bn = folded.get_submodule(conv_name), folded.get_submodule(bn_name)
-        _set_module(folded, conv_name, fuse_conv_bn_eval(conv, bn))
+        with torch.no_grad():
+            conv.weight, conv.bias = fuse_conv_bn_weights(
+                conv.weight,
+                conv.bias,
+                bn.running_mean,
+                bn.running_var,
+                bn.eps,
+                bn.weight,
+                bn.bias,
+            )
         _set_module(folded, bn_name, _without_norm(bn))
     with torch.no_grad():
         after = folded(*example_inputs)

@@ -40,6 +40,7 @@ def test_folded_model_gives_the_same_outputs(name, options):
     torch.manual_seed(0)
     model = randomize_norms(create_model(name, **COMMON, **options)).eval()
     keys, norms = set(model.state_dict()), count_norms(model)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
     probe = torch.randn(1, SR)
     folded, n_folded = fold_batch_norms(model, probe, torch.ones(1))
     assert n_folded > 0
@@ -54,6 +55,7 @@ def test_folded_model_gives_the_same_outputs(name, options):
         torch.testing.assert_close(got[key], expected[key], atol=1e-4, rtol=1e-4)
     # the original is untouched (it is what gets exported)
     assert set(model.state_dict()) == keys and count_norms(model) == norms
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
 
 
 class SharedConvOutput(nn.Module):
