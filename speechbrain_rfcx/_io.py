@@ -2,24 +2,32 @@
 
 import json
 import os
-import tempfile
+import secrets
 
 
 def write_atomically(path, data):
     """Write ``data`` (str or bytes) to ``path`` through a temporary file.
 
     The file appears whole or not at all: a crash or an error leaves any
-    previous version of ``path`` untouched and no partial file behind.
+    previous version of ``path`` untouched and no partial file behind. Its
+    permissions follow the umask, as for any file a program creates.
 
     Example
     -------
+    >>> import tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "out.txt")
     >>> write_atomically(path, "done\\n")
     >>> open(path).read()
     'done\\n'
     """
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
+    while True:  # mkstemp would make the file 0600 whatever the umask
+        tmp = os.path.join(folder, f".tmp-{secrets.token_hex(8)}.part")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         if isinstance(data, bytes):
             with os.fdopen(fd, "wb") as f:
@@ -44,6 +52,7 @@ def read_record(path):
 
     Example
     -------
+    >>> import tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "record.json")
     >>> read_record(path) is None
     True
@@ -64,6 +73,7 @@ def write_record(path, record):
 
     Example
     -------
+    >>> import tempfile
     >>> path = os.path.join(tempfile.mkdtemp(), "record.json")
     >>> write_record(path, {"b": 1, "a": [2]})
     >>> read_record(path)
@@ -79,6 +89,7 @@ def remove_stale_temporaries(folder):
 
     Example
     -------
+    >>> import tempfile
     >>> folder = tempfile.mkdtemp()
     >>> _ = open(os.path.join(folder, ".tmp-abc.part"), "w").write("half")
     >>> remove_stale_temporaries(folder)

@@ -204,6 +204,18 @@ def test_precision_option_runs_the_model_under_autocast(
     assert np.allclose(scores["bf16"].iloc[:, 1:], scores["fp32"].iloc[:, 1:])
 
 
+def test_outputs_follow_the_umask(audio_dir, model_dir, tmp_path, capsys):
+    previous = os.umask(0o027)
+    try:
+        _detect(capsys, audio_dir, "--model", model_dir, "--out", tmp_path / "o",
+                "--format", "raven,csv")  # fmt: skip
+    finally:
+        os.umask(previous)
+    written = [p for p in (tmp_path / "o").rglob("*") if p.is_file()]
+    assert len(written) >= 5  # 2 x 2 tables and clip_scores.csv
+    assert {p.stat().st_mode & 0o777 for p in written} == {0o640}
+
+
 def test_help_and_argument_errors_answer_without_torch(tmp_path):
     """--help and argument errors are answered before torch is imported."""
     (tmp_path / "notes.txt").write_text("no audio here")
