@@ -91,6 +91,8 @@ def make_output_folder(folder, option):
         raise ValueError(
             f"{option} {folder}: cannot create this folder ({e.strerror or e})"
         ) from e
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {folder}: no permission to write in this folder")
 
 
 def _add_model_arguments(parser):
@@ -165,12 +167,19 @@ def _load_detectors(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     folders = [folder for group in args.model for folder in group]
-    return [
+    detectors = [
         SpeciesDetector.from_hparams(
             folder, run_opts={"device": args.device, "precision": args.precision}
         )
         for folder in folders
     ]
+    counts = [int(d.hparams.n_classes) for d in detectors]
+    if len(set(counts)) > 1:
+        raise ValueError(
+            "--model folders of an ensemble must score the same species: "
+            + ", ".join(f"{f} has {n}" for f, n in zip(folders, counts))
+        )
+    return detectors
 
 
 def _detect_options(args, detectors):
@@ -348,18 +357,29 @@ def submit_main(argv=None):
         check_unique_stems([os.path.basename(relative) for relative in files])
         if os.path.isdir(args.out):
             raise ValueError(f"--out {args.out} is a folder, not a CSV file name")
+        if not 0.0 <= args.prior_strength <= 1.0:
+            raise ValueError(
+                f"--prior-strength must lie in [0, 1], got {args.prior_strength}"
+            )
         make_output_folder(os.path.dirname(os.path.abspath(args.out)), "--out")
         detectors = _load_detectors(args)
         n_classes = int(detectors[0].hparams.n_classes)
         import numpy as np
 
         from speechbrain_rfcx.detections.submission import (
+            check_submission_rows,
             read_priors,
+            read_sample_submission,
             rescale_to_priors,
             write_submission,
         )
 
+        # every input is checked before hours of scoring
         priors = read_priors(args.priors, n_classes) if args.priors else None
+        if args.sample_submission:
+            order, _ = read_sample_submission(args.sample_submission, n_classes)
+            stems = [os.path.splitext(os.path.basename(f))[0] for f in files]
+            check_submission_rows(stems, order, args.sample_submission)
         options = _detect_options(args, detectors)
     except (ValueError, FileNotFoundError) as e:
         parser.error(str(e))

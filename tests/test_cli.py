@@ -279,6 +279,73 @@ def test_submit_follows_sample_submission(tmp_path, model_dir, capsys):
     assert status == 2 and "no submission written" in capsys.readouterr().err
 
 
+def test_submit_checks_every_input_before_scoring(
+    tmp_path, model_dir, capsys, monkeypatch
+):
+    test = tmp_path / "test"
+    test.mkdir()
+    for name in ("r1", "r2"):
+        write_tones(test / f"{name}.wav", 3.0, [])
+    three = tmp_path / "three"
+    SpeciesDetector(
+        modules={"model": TwoTones()},
+        hparams={"sample_rate": RATE, "window": 2.0, "hop": 1.0, "n_classes": 3,
+                 "model_yaml": "model: !new:rfcx_cli_standin.TwoTones\n"},
+        run_opts={"device": "cpu"},
+    ).export(str(three))  # fmt: skip
+    scored = []
+    monkeypatch.setattr(
+        interface, "ensemble_detect_file", lambda *a, **k: scored.append(a)
+    )
+
+    def write(name, text):
+        (tmp_path / name).write_text(text)
+        return str(tmp_path / name)
+
+    cases = [
+        (["--prior-strength", "2"], "--prior-strength must lie in [0, 1]"),
+        (["--priors", write("p0.csv", "species_id,prior\n0,0.2\n1,0\n")],
+         "p0.csv line 3: prior '0' is not a number in (0, 1)"),
+        (["--priors", write("pn.csv", "species_id,prior\n0,0.2\n1,nan\n")],
+         "pn.csv line 3: prior 'nan'"),
+        (["--priors", write("p2.csv", "species_id,prior\n0,0.2\n0,0.3\n")],
+         "p2.csv line 3: species 0 is listed twice (first on line 2)"),
+        (["--priors", write("pf.csv", "species_id,prior\n0.5,0.2\n1,0.3\n")],
+         "pf.csv line 2: species_id '0.5' is not an integer"),
+        (["--priors", write("pm.csv", "species_id,prior\n0,0.2\n")],
+         "pm.csv: no prior for species 1"),
+        (["--sample-submission", write("s1.csv", "recording_id,s0,s1\nr1,0,0\n")],
+         "1 scored recording(s) are not in"),
+        (["--sample-submission", write("s2.csv", "recording_id,s0\nr1,0\nr2,0\n")],
+         "lacks column(s) s1"),
+        (["--sample-submission", write("s3.csv", "")], "s3.csv: the file is empty"),
+        (["--model", str(three)],
+         "must score the same species"),
+    ]  # fmt: skip
+    for extra, message in cases:
+        args = ["--model", model_dir, "--test-folder", test,
+                "--out", tmp_path / "submission.csv", *extra]  # fmt: skip
+        with pytest.raises(SystemExit) as exit_info:
+            cli.submit_main([str(a) for a in args])
+        assert exit_info.value.code == 2, extra
+        assert message in capsys.readouterr().err, extra
+    assert scored == [] and not (tmp_path / "submission.csv").exists()
+
+
+def test_bad_thresholds_csv_is_named_by_line(tmp_path, model_dir, audio_dir, capsys):
+    for text, message in (
+        ("species_id,threshold\n0,high\n", "line 2: threshold 'high' is not"),
+        ("species_id,threshold\n1,0.2\n1,0.3\n", "line 3: species 1 is listed twice"),
+        ("species_id,threshold\nx,0.2\n", "line 2: species_id 'x' is not an integer"),
+    ):
+        (tmp_path / "t.csv").write_text(text)
+        with pytest.raises(SystemExit):
+            cli.detect_main([str(audio_dir), "--model", model_dir,
+                             "--out", str(tmp_path / "o"),
+                             "--thresholds", str(tmp_path / "t.csv")])  # fmt: skip
+        assert message in capsys.readouterr().err, text
+
+
 def test_unknown_bands_get_the_full_band_and_bad_tta_is_named(
     tmp_path, model_dir, capsys
 ):

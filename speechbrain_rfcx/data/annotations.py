@@ -259,6 +259,72 @@ def check_boxes_against_audio(df, path, audio_info, time_tolerance=0.05):
             )
 
 
+def read_species_values(path, column, n_classes, valid, valid_text):
+    """``species_id -> value`` from a two-column CSV (``species_id,<column>``),
+    such as per-species thresholds or class priors.
+
+    Every row is checked: an integer species id in ``0..n_classes-1``, listed
+    once, and a number for which ``valid(value)`` holds (``valid_text`` says
+    which, for the message). Errors name the file, the line and the value.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "t.csv")
+    >>> _ = open(path, "w").write("species_id,threshold\\n3,0.8\\n1,0.25\\n")
+    >>> read_species_values(path, "threshold", 24, lambda v: 0 <= v <= 1, "[0, 1]")
+    {3: 0.8, 1: 0.25}
+    >>> _ = open(path, "w").write("species_id,threshold\\n3,0.8\\n3.0,0.2\\n")
+    >>> read_species_values(path, "threshold", 24, lambda v: 0 <= v <= 1, "[0, 1]")
+    Traceback (most recent call last):
+    ...
+    ValueError: .../t.csv line 3: species 3 is listed twice (first on line 2)
+    """
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise
+    except pd.errors.EmptyDataError as e:
+        raise ValueError(f"{path}: the file is empty") from e
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise ValueError(f"{path}: not a readable CSV file ({e})") from e
+    missing = [c for c in ("species_id", column) if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+    values, first_line = {}, {}
+    for index, (cell, value_cell) in enumerate(zip(table["species_id"], table[column])):
+        line = _line(index)
+        try:
+            number = float(cell)
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and number == int(number)):
+            raise ValueError(
+                f"{path} line {line}: species_id {cell!r} is not an integer"
+            )
+        species = int(number)
+        if not 0 <= species < n_classes:
+            raise ValueError(
+                f"{path} line {line}: species_id {species} is outside 0..{n_classes - 1}"
+            )
+        if species in values:
+            raise ValueError(
+                f"{path} line {line}: species {species} is listed twice (first on "
+                f"line {first_line[species]})"
+            )
+        try:
+            value = float(value_cell)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and valid(value)):
+            raise ValueError(
+                f"{path} line {line}: {column} {value_cell!r} is not a number in "
+                f"{valid_text}"
+            )
+        values[species], first_line[species] = value, line
+    return values
+
+
 def boxes_by_recording(df):
     """Group a validated annotation frame into ``{recording_id: [Box, ...]}``.
 

@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
+
+from speechbrain_rfcx.data.annotations import read_species_values
 
 
 @dataclass(frozen=True)
@@ -282,21 +283,9 @@ def read_thresholds(path, n_classes):
     >>> read_thresholds(path, 24)
     {3: 0.8}
     """
-    table = pd.read_csv(path)
-    missing = [c for c in ("species_id", "threshold") if c not in table.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
-    thresholds = {}
-    for line, row in enumerate(table.itertuples(index=False), start=2):
-        species, value = row.species_id, float(row.threshold)
-        if int(species) != species or not 0 <= species < n_classes:
-            raise ValueError(
-                f"{path} line {line}: species_id {species!r} not in 0..{n_classes - 1}"
-            )
-        if not 0.0 <= value <= 1.0:
-            raise ValueError(f"{path} line {line}: threshold {value!r} not in [0, 1]")
-        thresholds[int(species)] = value
-    return thresholds
+    return read_species_values(
+        path, "threshold", n_classes, lambda v: 0.0 <= v <= 1.0, "[0, 1]"
+    )
 
 
 def full_bands(bands, n_classes, sample_rate):

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from speechbrain_rfcx._io import write_atomically
-from speechbrain_rfcx.data.annotations import species_columns
+from speechbrain_rfcx.data.annotations import read_species_values, species_columns
 
 
 def _check_ids(ids, what):
@@ -66,40 +66,91 @@ def write_submission(path, recording_ids, clip_scores, sample_submission=None):
     frame = pd.DataFrame(scores, columns=columns)
     frame.insert(0, "recording_id", ids)
     if sample_submission is not None:
-        sample = pd.read_csv(sample_submission, dtype={"recording_id": str})
-        if "recording_id" not in sample.columns:
-            raise ValueError(f"{sample_submission}: no recording_id column")
-        sample_columns = [c for c in sample.columns if c != "recording_id"]
-        unknown = [c for c in sample_columns if c not in columns]
-        if unknown:
-            raise ValueError(
-                f"{sample_submission}: column(s) {', '.join(unknown)} have no scores "
-                f"(clip_scores has {len(columns)} species)"
-            )
-        unused = [c for c in columns if c not in sample_columns]
-        if unused:
-            raise ValueError(
-                f"{sample_submission}: lacks column(s) {', '.join(unused)} of the "
-                "scores"
-            )
-        order = list(sample["recording_id"])
-        _check_ids(order, str(sample_submission))
-        scored, wanted = set(ids), set(order)
-        missing = [rid for rid in order if rid not in scored]
-        if missing:
-            raise ValueError(
-                f"no scores for {len(missing)} recording(s) of {sample_submission}, "
-                f"first {missing[0]!r}"
-            )
-        extra = [rid for rid in ids if rid not in wanted]
-        if extra:
-            raise ValueError(
-                f"{len(extra)} scored recording(s) are not in {sample_submission}, "
-                f"first {extra[0]!r}"
-            )
-        frame = frame.set_index("recording_id").loc[order, sample_columns]
-        frame = frame.reset_index()[list(sample.columns)]
+        order, sample_columns = read_sample_submission(
+            sample_submission, scores.shape[1]
+        )
+        check_submission_rows(ids, order, sample_submission)
+        frame = frame.set_index("recording_id").loc[order, sample_columns[1:]]
+        frame = frame.reset_index()[sample_columns]
     write_atomically(path, frame.to_csv(index=False, lineterminator="\n"))
+
+
+def read_sample_submission(path, n_classes):
+    """Row order and columns of a ``sample_submission.csv``, checked against
+    ``n_classes`` species: a ``recording_id`` column, each id once, and
+    exactly the species columns ``s0..s{C-1}`` (any order).
+
+    Returns
+    -------
+    order : list of str
+        The recording ids, in the file's order.
+    columns : list of str
+        ``recording_id`` and the species columns, in the file's order.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "sample.csv")
+    >>> _ = open(path, "w").write("recording_id,s1,s0\\nb,0,0\\na,0,0\\n")
+    >>> read_sample_submission(path, 2)
+    (['b', 'a'], ['recording_id', 's1', 's0'])
+    >>> read_sample_submission(path, 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: .../sample.csv: lacks column(s) s2 of the scores
+    """
+    try:
+        sample = pd.read_csv(path, dtype={"recording_id": str})
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise ValueError(f"{path}: cannot read this CSV ({e})") from e
+    except pd.errors.EmptyDataError as e:
+        raise ValueError(f"{path}: the file is empty") from e
+    if "recording_id" not in sample.columns:
+        raise ValueError(f"{path}: no recording_id column")
+    columns = species_columns(n_classes)
+    sample_columns = [c for c in sample.columns if c != "recording_id"]
+    unknown = [c for c in sample_columns if c not in columns]
+    if unknown:
+        raise ValueError(
+            f"{path}: column(s) {', '.join(map(str, unknown))} have no scores "
+            f"(clip_scores has {len(columns)} species)"
+        )
+    unused = [c for c in columns if c not in sample_columns]
+    if unused:
+        raise ValueError(f"{path}: lacks column(s) {', '.join(unused)} of the scores")
+    if sample["recording_id"].isna().any():
+        line = int(np.flatnonzero(sample["recording_id"].isna())[0]) + 2
+        raise ValueError(f"{path} line {line}: empty recording_id")
+    order = list(sample["recording_id"])
+    _check_ids(order, str(path))
+    return order, list(sample.columns)
+
+
+def check_submission_rows(recording_ids, order, sample_submission):
+    """Raise unless ``recording_ids`` are exactly the ids of the sample
+    submission (``order``): a recording missing from either side is named.
+
+    Example
+    -------
+    >>> check_submission_rows(["a", "b"], ["b", "a"], "sample.csv")
+    >>> check_submission_rows(["a"], ["b", "a"], "sample.csv")
+    Traceback (most recent call last):
+    ...
+    ValueError: no scores for 1 recording(s) of sample.csv, first 'b'
+    """
+    scored, wanted = set(recording_ids), set(order)
+    missing = [rid for rid in order if rid not in scored]
+    if missing:
+        raise ValueError(
+            f"no scores for {len(missing)} recording(s) of {sample_submission}, "
+            f"first {missing[0]!r}"
+        )
+    extra = [rid for rid in recording_ids if rid not in wanted]
+    if extra:
+        raise ValueError(
+            f"{len(extra)} scored recording(s) are not in {sample_submission}, "
+            f"first {extra[0]!r}"
+        )
 
 
 def _sigmoid(x):
@@ -198,14 +249,16 @@ def read_priors(path, n_classes):
     >>> read_priors(path, 2).tolist()
     [0.1, 0.2]
     """
-    table = pd.read_csv(path)
-    missing = [c for c in ("species_id", "prior") if c not in table.columns]
+    priors = read_species_values(
+        path, "prior", n_classes, lambda v: 0 < v < 1, "(0, 1)"
+    )
+    missing = [c for c in range(n_classes) if c not in priors]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
-    ids = sorted(int(s) for s in table["species_id"])
-    if ids != list(range(n_classes)):
-        raise ValueError(f"{path}: species_id must list 0..{n_classes - 1} once each")
-    return table.sort_values("species_id")["prior"].to_numpy(dtype=float)
+        raise ValueError(
+            f"{path}: no prior for species {', '.join(map(str, missing[:5]))}"
+            f"{' ...' if len(missing) > 5 else ''} (every species needs one)"
+        )
+    return np.array([priors[c] for c in range(n_classes)])
 
 
 def priors_from_scores(scores, floor=1e-3):
