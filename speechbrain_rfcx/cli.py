@@ -183,21 +183,29 @@ def _load_detectors(args):
 
 
 def _detect_options(args, detectors):
-    from speechbrain_rfcx.inference import tta_variants
+    """The scoring options, checked for every detector before any scoring."""
+    from speechbrain_rfcx.inference import ScoringSettings
 
-    for name in ("window", "hop"):
-        value = getattr(args, name)
-        if value is not None and not value > 0:
-            raise ValueError(f"--{name} must be a positive number of seconds")
-    if not args.windowed:
-        window = max(args.window or float(d.hparams.window) for d in detectors)
-        if not args.chunk_seconds >= window:
+    tta = [item.strip() for item in args.tta.split(",") if item.strip()]
+    for detector in detectors:
+        window = float(detector.hparams.window) if args.window is None else args.window
+        hop = float(detector.hparams.hop) if args.hop is None else args.hop
+        settings = ScoringSettings(
+            window, hop, tta, args.batch_size, args.windowed, args.chunk_seconds
+        )
+        try:
+            settings.checked(detector.sample_rate)
+        except ValueError as e:  # name the options as the command spells them
+            raise ValueError(
+                str(e)
+                .replace("chunk_seconds", "--chunk-seconds")
+                .replace("batch_size", "--batch-size")
+            ) from e
+        if not args.windowed and not args.chunk_seconds >= window:
             raise ValueError(
                 f"--chunk-seconds ({args.chunk_seconds}) must be at least the "
                 f"window ({window} s)"
             )
-    tta = [item.strip() for item in args.tta.split(",") if item.strip()]
-    tta_variants(tta, hop=1.0)  # raises on an unknown item, naming it
     return {
         "window": args.window,
         "hop": args.hop,
@@ -238,6 +246,16 @@ def detect_main(argv=None):
         formats = parse_formats(args.format)
         if not 0.0 <= args.threshold <= 1.0:
             raise ValueError(f"--threshold must lie in [0, 1], got {args.threshold}")
+        from speechbrain_rfcx.detections.events import check_event_options
+
+        try:
+            check_event_options(args.min_duration, args.merge_gap)
+        except ValueError as e:
+            raise ValueError(
+                str(e)
+                .replace("min_duration", "--min-duration")
+                .replace("merge_gap", "--merge-gap")
+            ) from e
         files = find_audio_files(args.input)
         if not files:
             raise ValueError(f"input {args.input} holds no audio files")

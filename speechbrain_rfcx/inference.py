@@ -21,6 +21,7 @@ shift, speed) are averaged. Only one chunk of audio is decoded at a time.
 ensemble of folds)."""
 
 import math
+import numbers
 from typing import NamedTuple
 
 import numpy as np
@@ -63,6 +64,50 @@ class ScoringSettings(NamedTuple):
     batch_size: int = 16
     windowed: bool = False
     chunk_seconds: float = 60.0
+
+    def checked(self, sample_rate=None):
+        """These settings, validated (the one check of the console commands
+        and of the Python API); a ValueError names the first bad field.
+
+        With ``sample_rate``, windows and hops must also hold a sample.
+
+        Example
+        -------
+        >>> ScoringSettings(4.0, 2.0, tta=["shift"]).checked().tta
+        ('shift',)
+        >>> ScoringSettings(4.0, 2.0, tta="shift").checked()
+        Traceback (most recent call last):
+        ...
+        ValueError: tta must be a list of items such as ['shift', 0.9], got 'shift'
+        """
+        for name in ("window", "hop", "chunk_seconds"):
+            value = getattr(self, name)
+            if not (_is_number(value) and math.isfinite(value) and value > 0):
+                raise ValueError(
+                    f"{name} must be a positive, finite number of seconds, got {value!r}"
+                )
+        if isinstance(self.tta, str) or not isinstance(self.tta, (list, tuple)):
+            raise ValueError(
+                f"tta must be a list of items such as ['shift', 0.9], got {self.tta!r}"
+            )
+        tta_variants(self.tta, self.hop)  # names a bad item
+        batch = self.batch_size
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch!r}")
+        if not isinstance(self.windowed, bool):
+            raise ValueError(f"windowed must be True or False, got {self.windowed!r}")
+        if sample_rate is not None:
+            _check_windows(self.window, self.hop, sample_rate)
+        return self._replace(
+            window=float(self.window),
+            hop=float(self.hop),
+            tta=tuple(self.tta),
+            chunk_seconds=float(self.chunk_seconds),
+        )
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 class AudioFile:
@@ -493,6 +538,7 @@ def score_audio(model, sources, settings, device="cpu"):
     >>> out["frame_probs"].shape, out["frame_hop"], out["window_logits"].flatten().tolist()
     ((10, 1), 1.0, [0.0, 0.0, 0.0, 5.0])
     """
+    settings = settings.checked()
     if not sources:
         return []
     one_pass = not settings.windowed and getattr(model, "frame_hop", None)

@@ -1,6 +1,7 @@
 """rfcx-detect and rfcx-submit end to end, with an exported stand-in model."""
 
 import os
+import re
 import subprocess
 import sys
 import types
@@ -330,6 +331,35 @@ def test_submit_checks_every_input_before_scoring(
         assert exit_info.value.code == 2, extra
         assert message in capsys.readouterr().err, extra
     assert scored == [] and not (tmp_path / "submission.csv").exists()
+
+
+def test_scoring_options_are_checked_before_scoring(
+    tmp_path, model_dir, audio_dir, capsys
+):
+    for extra, message in (
+        (["--chunk-seconds", "inf"], "--chunk-seconds must be a positive, finite"),
+        (["--min-duration", "-1"], "--min-duration must be a non-negative, finite"),
+        (["--merge-gap", "inf"], "--merge-gap must be a non-negative, finite"),
+        (["--windowed", "--window", "0.00001"], "at least one sample at 1000 Hz"),
+        (["--hop", "nan"], "hop must be a positive, finite number"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.detect_main([str(audio_dir), "--model", model_dir,
+                             "--out", str(tmp_path / "o"), *extra])  # fmt: skip
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err, extra
+    assert not list((tmp_path / "o").glob("*"))  # nothing scored or written
+    detector = SpeciesDetector.from_hparams(model_dir)
+    wav = audio_dir / "a.wav"
+    for options, message in (
+        (dict(window=-1), "window must be a positive, finite number"),
+        (dict(hop=0), "hop must be a positive, finite number"),
+        (dict(chunk_seconds=float("nan")), "chunk_seconds must be a positive"),
+        (dict(tta="shift"), "tta must be a list of items"),
+        (dict(batch_size=0), "batch_size must be an integer >= 1"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            detector.detect_file(wav, **options)
 
 
 def test_bad_thresholds_csv_is_named_by_line(tmp_path, model_dir, audio_dir, capsys):

@@ -163,6 +163,28 @@ def _runs(mask):
     return np.flatnonzero(change == 1), np.flatnonzero(change == -1)
 
 
+def check_event_options(min_duration=0.0, merge_gap=0.0):
+    """Raise unless ``min_duration`` and ``merge_gap`` are non-negative, finite
+    seconds (the check of :func:`frames_to_detections` and ``rfcx-detect``).
+
+    Example
+    -------
+    >>> check_event_options(0.3, 0.5)
+    >>> check_event_options(merge_gap=float("inf"))
+    Traceback (most recent call last):
+    ...
+    ValueError: merge_gap must be a non-negative, finite number of seconds, got inf
+    """
+    for field, value in (("min_duration", min_duration), ("merge_gap", merge_gap)):
+        number = isinstance(value, (int, float, np.floating)) and not isinstance(
+            value, bool
+        )
+        if not (number and math.isfinite(value) and value >= 0):
+            raise ValueError(
+                f"{field} must be a non-negative, finite number of seconds, got {value!r}"
+            )
+
+
 def frames_to_detections(
     frame_probs,
     frame_times=None,
@@ -232,9 +254,7 @@ def frames_to_detections(
         raise ValueError(f"frame_probs must have shape (T, C), got {probs.shape}")
     if not np.isfinite(probs).all():
         raise ValueError("frame_probs holds non-finite values")
-    for field, value in (("min_duration", min_duration), ("merge_gap", merge_gap)):
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"{field} must be a non-negative number, got {value!r}")
+    check_event_options(min_duration, merge_gap)
     n_frames, n_classes = probs.shape
     edges = _frame_edges(n_frames, frame_times, frame_hop, frame_offset)
     thresholds = _thresholds(threshold, n_classes, default_threshold)
