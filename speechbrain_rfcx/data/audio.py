@@ -6,10 +6,15 @@ a 10 s read.
 """
 
 import math
+from fractions import Fraction
 
 import soundfile as sf
 
 AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".mp3")  # what soundfile reads
+# torchaudio's resampler builds a filter of about orig x new taps for the
+# reduced ratio new / orig: rates whose ratio has larger terms go through
+# resample_any_ratio instead, whose cost does not depend on the ratio's terms
+MAX_RESAMPLING_TERM = 1000
 
 
 class AudioError(ValueError):
@@ -51,6 +56,69 @@ def audio_info(path):
     }
 
 
+def resample(wav, file_rate, sample_rate):
+    """``wav`` at ``file_rate`` -> ``sample_rate``, with memory that stays
+    flat for any pair of rates.
+
+    When the reduced ratio ``sample_rate / file_rate`` has terms of at most
+    ``MAX_RESAMPLING_TERM`` (44.1 -> 48 kHz: 147 / 160), torchaudio's
+    resampler (windowed sinc, Hann window) is used; otherwise (22,254 ->
+    16,000 Hz reduces to 11,127 -> 8,000, for which torchaudio builds a 2 GB
+    filter) :func:`resample_any_ratio`, the same filter evaluated per output
+    sample.
+
+    Example
+    -------
+    >>> import torch
+    >>> resample(torch.ones(22254), 22254, 16000).shape
+    torch.Size([16000])
+    """
+    import torchaudio.functional
+
+    ratio = Fraction(int(sample_rate), int(file_rate))
+    if max(ratio.numerator, ratio.denominator) <= MAX_RESAMPLING_TERM:
+        return torchaudio.functional.resample(wav, file_rate, sample_rate)
+    return resample_any_ratio(wav, file_rate, sample_rate)
+
+
+def resample_any_ratio(wav, file_rate, sample_rate, zero_crossings=6, block=8192):
+    """Band-limited resampling at any ratio: each output sample is a windowed
+    sinc (Hann window, cut-off 0.99 x the lower Nyquist rate, ``zero_crossings``
+    on each side, as torchaudio's default) of the input around its position.
+
+    Memory is ``block`` x taps floats whatever the rates; the taps grow only
+    with the downsampling factor.
+
+    Example
+    -------
+    >>> import math, torch
+    >>> t = torch.arange(22254) / 22254
+    >>> out = resample_any_ratio(torch.sin(2 * math.pi * 440 * t), 22254, 16000)
+    >>> expected = torch.sin(2 * math.pi * 440 * torch.arange(16000) / 16000)
+    >>> out.shape, bool((out[100:-100] - expected[100:-100]).abs().max() < 1e-2)
+    (torch.Size([16000]), True)
+    """
+    import torch
+
+    scale = min(file_rate, sample_rate) * 0.99 / file_rate  # cut-off, input units
+    half = math.ceil(zero_crossings / scale)  # taps on each side
+    n_out = math.ceil(len(wav) * sample_rate / file_rate)
+    padded = torch.nn.functional.pad(wav.float()[None, None], (half, half + 1))[0, 0]
+    offsets = torch.arange(-half + 1, half + 1)
+    pieces = []
+    for begin in range(0, n_out, block):
+        outputs = torch.arange(begin, min(begin + block, n_out), dtype=torch.float64)
+        position = outputs * file_rate / sample_rate  # in input samples
+        first = torch.floor(position).long()
+        taps = first[:, None] + offsets  # (block, 2 * half) input indices
+        distance = ((position[:, None] - taps) * scale).float()
+        window = torch.cos(distance * (math.pi / (2 * zero_crossings))) ** 2
+        weights = torch.sinc(distance) * window * scale
+        weights[distance.abs() > zero_crossings] = 0.0
+        pieces.append((padded[taps + half] * weights).sum(1))
+    return torch.cat(pieces) if pieces else wav.new_zeros(0)
+
+
 def read_segment(path, start=0.0, duration=None, sample_rate=None):
     """Read ``duration`` seconds from ``start`` as a mono float32 tensor.
 
@@ -87,7 +155,6 @@ def read_segment(path, start=0.0, duration=None, sample_rate=None):
     # imported here: listing audio files (the console commands do it before
     # anything else) needs no torch
     import torch
-    import torchaudio.functional
 
     try:
         with sf.SoundFile(path) as f:
@@ -102,7 +169,7 @@ def read_segment(path, start=0.0, duration=None, sample_rate=None):
     wav = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
     wav = torch.nan_to_num(wav, nan=0.0, posinf=0.0, neginf=0.0)
     if sample_rate is not None and sample_rate != file_rate:
-        wav = torchaudio.functional.resample(wav, file_rate, sample_rate)
+        wav = resample(wav, file_rate, sample_rate)
         if duration is not None:
             wav = wav[: int(round(duration * sample_rate))]
     elif duration is not None:
