@@ -35,6 +35,8 @@ from speechbrain_rfcx.runs import (
     SUMMARY_FILE,
     ClipScoreJournal,
     check_unique_stems,
+    claim_output_folder,
+    detector_fingerprint,
     find_audio_files,
     output_paths,
     score_files,
@@ -240,6 +242,12 @@ def detect_main(argv=None):
     parser.add_argument("--min-duration", type=float, default=0.0, help="seconds")
     parser.add_argument("--merge-gap", type=float, default=0.0, help="seconds")
     parser.add_argument("--plot", action="store_true", help="also a PNG per file")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="score every file again when --out holds outputs of other models "
+        "or settings (refused otherwise)",
+    )
     _add_model_arguments(parser)
     args = parser.parse_args(argv)
     try:
@@ -270,6 +278,18 @@ def detect_main(argv=None):
 
             threshold = read_thresholds(args.thresholds, n_classes)
         options = _detect_options(args, detectors)
+        claim_output_folder(
+            args.out,
+            {
+                "models": [detector_fingerprint(d) for d in detectors],
+                "threshold": threshold,
+                "min_duration": args.min_duration,
+                "merge_gap": args.merge_gap,
+                "precision": args.precision,
+                **{k: v for k, v in options.items() if k != "batch_size"},
+            },
+            overwrite=args.overwrite,
+        )
     except (ValueError, FileNotFoundError) as e:
         parser.error(str(e))
     return run_detection(args, files, detectors, formats, threshold, options)

@@ -9,16 +9,20 @@ usable from Python too:
 * :func:`write_outputs`: a recording's tables (Raven, Audacity, CSV) and
   plot, atomically;
 * :class:`ClipScoreJournal`: ``clip_scores.csv``, one row per scored file,
-  appended as files finish, so that a rerun skips the files already done.
+  appended as files finish, so that a rerun skips the files already done;
+* :func:`claim_output_folder`: the record of what made an output folder's
+  files (``rfcx_detect_run.json``), so that a rerun never mixes outputs of
+  other models or settings with its own.
 """
 
 import csv
 import io
+import json
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-from speechbrain_rfcx._io import write_atomically
+from speechbrain_rfcx._io import read_record, write_atomically, write_record
 from speechbrain_rfcx.data.audio import AUDIO_EXTENSIONS, AudioError
 
 # torch, pandas and the models are imported by the functions that use them:
@@ -31,6 +35,7 @@ OUTPUT_SUFFIXES = {
 }
 PLOT_SUFFIX = ".png"
 SUMMARY_FILE = "clip_scores.csv"
+RUN_RECORD = "rfcx_detect_run.json"
 
 
 def find_audio_files(input_path):
@@ -195,6 +200,89 @@ def write_outputs(paths, detections, recording_id, species_names=None, plot=None
             species_names=species_names,
             **plot,
         )
+
+
+def detector_fingerprint(detector):
+    """What makes a detector's outputs: a SHA-1 of its weights and its
+    windows, species and bands (not where its folder is)."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for name, tensor in sorted(detector.mods.model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    bands = detector.species_bands or {}
+    return {
+        "weights_sha1": digest.hexdigest(),
+        "window": float(detector.hparams.window),
+        "hop": float(detector.hparams.hop),
+        "n_classes": int(detector.hparams.n_classes),
+        "class_names": detector.class_names,
+        "species_bands": {str(c): list(band) for c, band in sorted(bands.items())},
+    }
+
+
+def claim_output_folder(out, record, overwrite=False):
+    """Make ``out`` the output folder of the run described by ``record``.
+
+    ``record`` (JSON values: the models' fingerprints, thresholds, options)
+    is kept in ``out/rfcx_detect_run.json``. A folder whose outputs were made
+    by another record (or whose outputs carry no record) is refused with the
+    differences named, unless ``overwrite``: then its clip scores are
+    dropped and every file is scored again.
+
+    Returns
+    -------
+    bool
+        True when earlier outputs may be kept (same record), False when
+        every file must be scored.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp()
+    >>> claim_output_folder(out, {"threshold": 0.5})
+    True
+    >>> claim_output_folder(out, {"threshold": 0.7})
+    Traceback (most recent call last):
+    ...
+    ValueError: .../rfcx_detect_run.json: the outputs in ... were made with other settings (threshold: 0.5 then, 0.7 now); choose another --out, or pass --overwrite to score every file again
+    >>> claim_output_folder(out, {"threshold": 0.7}, overwrite=True)
+    False
+    """
+    path = os.path.join(out, RUN_RECORD)
+    record = json.loads(json.dumps(record))  # as it reads back
+    previous = read_record(path)
+    summary = os.path.join(out, SUMMARY_FILE)
+    if previous == record:
+        return True
+    if not overwrite:
+        if previous is not None:
+            changed = [
+                f"{key}: {_short(previous.get(key))} then, {_short(record.get(key))} now"
+                for key in sorted(set(previous) | set(record))
+                if previous.get(key) != record.get(key)
+            ]
+            raise ValueError(
+                f"{path}: the outputs in {out} were made with other settings "
+                f"({'; '.join(changed)}); choose another --out, or pass "
+                "--overwrite to score every file again"
+            )
+        if os.path.isfile(summary):
+            raise ValueError(
+                f"{out} holds {SUMMARY_FILE} but no {RUN_RECORD} saying what made "
+                "it; choose another --out, or pass --overwrite to score every "
+                "file again"
+            )
+    if os.path.isfile(summary):
+        os.remove(summary)
+    write_record(path, record)
+    return previous is None and not overwrite
+
+
+def _short(value):
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class ClipScoreJournal:

@@ -362,6 +362,41 @@ def test_scoring_options_are_checked_before_scoring(
             detector.detect_file(wav, **options)
 
 
+def test_an_output_folder_of_other_settings_is_refused_or_redone(
+    tmp_path, model_dir, audio_dir, capsys
+):
+    out = tmp_path / "out"
+    base = [str(audio_dir), "--model", model_dir, "--out", str(out)]
+    assert cli.detect_main(base) == 2  # broken.flac
+    capsys.readouterr()
+    table = out / "a.Table.1.selections.txt"
+    before = table.read_bytes()
+    other = SpeciesDetector.from_hparams(model_dir)  # same weights, other bands
+    other.hparams.species_bands = {0: (50.0, 150.0), 1: (150.0, 250.0)}
+    banded = other.export(str(tmp_path / "banded"))
+    for extra, named in (
+        (["--threshold", "0.7"], "threshold: 0.5 then, 0.7 now"),
+        (["--tta", "shift"], "tta"),
+        (["--min-duration", "0.2"], "min_duration"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.detect_main(base + extra)
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert "made with other settings" in err and named in err, extra
+    with pytest.raises(SystemExit):
+        cli.detect_main([str(audio_dir), "--model", banded, "--out", str(out)])
+    assert "models" in capsys.readouterr().err
+    assert table.read_bytes() == before  # nothing was mixed in
+    # --overwrite scores every file again with the new settings
+    status = cli.detect_main([str(audio_dir), "--model", banded, "--out", str(out),
+                              "--overwrite"])  # fmt: skip
+    assert status == 2 and "already done" not in capsys.readouterr().err
+    summary = pd.read_csv(out / "clip_scores.csv")
+    assert len(summary) == 2  # one row per readable file, no stale rows
+    assert "50.0" in (out / "a.Table.1.selections.txt").read_text()  # new bands
+
+
 def test_bad_thresholds_csv_is_named_by_line(tmp_path, model_dir, audio_dir, capsys):
     for text, message in (
         ("species_id,threshold\n0,high\n", "line 2: threshold 'high' is not"),

@@ -525,7 +525,8 @@ def test_a_killed_detection_resumes_to_the_same_outputs(standin_path, tmp_path, 
     capsys.readouterr()
     assert status == 0
     expected = _output_files(fresh)
-    assert len(expected) == 3 * len(names) + 1  # three tables each + clip_scores
+    # three tables each, clip_scores.csv and the record of the run
+    assert len(expected) == 3 * len(names) + 2
     got = _output_files(killed)
     assert sorted(got) == sorted(expected)
     for name, data in expected.items():
