@@ -197,15 +197,21 @@ def prepare_rfcx(data_folder, save_folder, n_folds=5, seed=1, n_classes=N_SPECIE
                 ("sample_submission.csv", submission_csv),
             ]
         },
+        # size and modification time of every recording: a file replaced or
+        # re-encoded under the same name is read again
         "audio": {
-            "train": sorted(list_audio(train_dir)),
-            "test": sorted(list_audio(test_dir)),
+            split: {rid: _fingerprint(path) for rid, path in list_audio(folder).items()}
+            for split, folder in (("train", train_dir), ("test", test_dir))
         },
     }
     options_path = os.path.join(save_folder, OPTIONS_FILE)
     previous = read_record(options_path)
     if previous is not None:
-        if previous.get("options") == options:
+        written = [
+            previous["result"].get(k, "")
+            for k in ("train_json", "test_json", "folds_csv")
+        ]
+        if previous.get("options") == options and all(map(os.path.isfile, written)):
             logger.info(
                 "%s is already prepared in %s with the same options: skipping",
                 data_folder,

@@ -108,6 +108,24 @@ def test_other_arguments_prepare_again(tiny_rfcx, tiny_prepared, tmp_path):
     assert set(folds.fold) == {0, 1, 2}
 
 
+def test_a_replaced_recording_or_a_lost_manifest_prepares_again(tiny_rfcx, tmp_path):
+    import soundfile as sf
+
+    data, save = tmp_path / "data", tmp_path / "prep"
+    shutil.copytree(tiny_rfcx, data)
+    first = prepare_rfcx(data, save, n_folds=4, seed=1)
+    victim = sorted((data / "train").iterdir())[0]
+    audio, rate = sf.read(victim)
+    sf.write(victim, audio[: len(audio) // 2], rate // 2)  # re-encoded, same name
+    prepare_rfcx(data, save, n_folds=4, seed=1)
+    entry = _load(first["train_json"])[victim.stem]
+    assert entry["sample_rate"] == rate // 2
+    assert entry["duration"] == pytest.approx(len(audio) / rate)
+    os.remove(save / "train.json")  # the record of the options is still there
+    again = prepare_rfcx(data, save, n_folds=4, seed=1)
+    assert os.path.isfile(again["train_json"])
+
+
 def test_summary_counts(tiny_prepared):
     text = summarize_manifest(tiny_prepared["train_json"])
     assert text.startswith("48 training recordings")
