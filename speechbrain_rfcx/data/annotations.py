@@ -15,6 +15,7 @@ Every check reports the file and its line number (the header is line 1), so a
 planted bad row is found at once.
 """
 
+import csv
 import math
 import re
 from dataclasses import asdict, dataclass
@@ -87,6 +88,24 @@ def _line(index):
     return int(index) + 2
 
 
+def _check_row_lengths(path):
+    """Raise if a row of the CSV at ``path`` holds more values than its
+    header has columns (empty trailing fields, as a trailing comma leaves,
+    are accepted)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = csv.reader(f)
+        header = next(rows, None)
+        if header is None:
+            return
+        for line, row in enumerate(rows, start=2):
+            extra = row[len(header) :]
+            if any(cell.strip() for cell in extra):
+                raise AnnotationError(
+                    f"{path} line {line}: {len(row)} values for {len(header)} "
+                    f"columns ({', '.join(header)})"
+                )
+
+
 def read_rfcx_csv(path, n_classes=N_SPECIES):
     """Read and validate one RFCX annotation CSV.
 
@@ -127,7 +146,10 @@ def read_rfcx_csv(path, n_classes=N_SPECIES):
     speechbrain_rfcx.data.annotations.AnnotationError: ...tp.csv line 2: species_id 30 is outside 0..23
     """
     try:
-        df = pd.read_csv(path, dtype={"recording_id": str})
+        _check_row_lengths(path)
+        # index_col=False: a trailing comma on a row is an empty last field,
+        # not a shift of every column (rows with more values are refused above)
+        df = pd.read_csv(path, dtype={"recording_id": str}, index_col=False)
     except FileNotFoundError:
         raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:

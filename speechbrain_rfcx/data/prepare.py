@@ -98,6 +98,11 @@ def assign_folds(recording_ids, labels, n_folds=5, seed=1):
     >>> np.bincount(list(folds.values())).tolist()
     [4, 4, 4, 4, 4]
     """
+    if isinstance(n_folds, bool) or not isinstance(n_folds, int) or n_folds < 2:
+        raise ValueError(
+            f"n_folds must be an integer of at least 2 (one fold is held out, the "
+            f"others train), got {n_folds!r}"
+        )
     if len(recording_ids) < n_folds:
         raise ValueError(
             f"n_folds={n_folds} needs at least that many recordings, "
@@ -294,9 +299,14 @@ def prepare_rfcx(data_folder, save_folder, n_folds=5, seed=1, n_classes=N_SPECIE
 def _submission_order(path, test_info, test_dir):
     """Test ids in the order of ``sample_submission.csv``, checked against audio."""
     try:
-        ids = pd.read_csv(path, dtype={"recording_id": str})["recording_id"]
-    except KeyError as e:
-        raise AnnotationError(f"{path}: missing column recording_id") from e
+        table = pd.read_csv(path, dtype={"recording_id": str}, index_col=False)
+    except pd.errors.EmptyDataError as e:
+        raise AnnotationError(f"{path}: the file is empty") from e
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise AnnotationError(f"{path}: not a readable CSV file ({e})") from e
+    if "recording_id" not in table.columns:
+        raise AnnotationError(f"{path}: missing column recording_id")
+    ids = table["recording_id"]
     for i, rid in enumerate(ids):
         if rid not in test_info:
             raise AudioError(
@@ -375,7 +385,7 @@ def main(argv=None):
         result = prepare_rfcx(
             args.data_folder, args.save_folder, n_folds=args.n_folds, seed=args.seed
         )
-    except (AnnotationError, AudioError, FileNotFoundError) as e:
+    except (AnnotationError, AudioError, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"rfcx-prepare: {e}") from e
     print(summarize_manifest(result["train_json"]))
     print(f"manifests: {result['train_json']}, {result['test_json']}")

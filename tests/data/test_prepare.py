@@ -12,7 +12,12 @@ from speechbrain.dataio.dataio import load_data_json
 
 from speechbrain_rfcx.data.annotations import AnnotationError, read_rfcx_csv
 from speechbrain_rfcx.data.audio import AudioError
-from speechbrain_rfcx.data.prepare import assign_folds, prepare_rfcx, summarize_manifest
+from speechbrain_rfcx.data.prepare import (
+    assign_folds,
+    prepare_rfcx,
+    summarize_manifest,
+)
+from speechbrain_rfcx.data.prepare import main as prepare_main
 
 
 def _load(path, data_root=""):
@@ -124,6 +129,37 @@ def test_a_replaced_recording_or_a_lost_manifest_prepares_again(tiny_rfcx, tmp_p
     os.remove(save / "train.json")  # the record of the options is still there
     again = prepare_rfcx(data, save, n_folds=4, seed=1)
     assert os.path.isfile(again["train_json"])
+
+
+def test_rfcx_prepare_names_bad_inputs_instead_of_a_traceback(tiny_rfcx, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_rfcx, data)
+
+    def prepare(*extra):
+        with pytest.raises(SystemExit) as exit_info:
+            prepare_main(["--data-folder", str(data), "--save-folder",
+                          str(tmp_path / "prep"), *extra])  # fmt: skip
+        return str(exit_info.value)
+
+    for n in ("0", "1"):
+        assert "n_folds must be an integer of at least 2" in prepare("--n-folds", n)
+    sample = data / "sample_submission.csv"
+    kept = sample.read_text()
+    sample.write_text("")
+    assert "sample_submission.csv: the file is empty" in prepare()
+    sample.write_text(kept)
+    tp = data / "train_tp.csv"
+    lines = tp.read_text().splitlines()
+    tp.write_text("\n".join([lines[0], lines[1] + ",7"] + lines[2:]) + "\n")
+    assert "train_tp.csv line 2: 8 values for 7 columns" in prepare()
+
+
+def test_trailing_commas_read_as_without_them(tiny_rfcx, tmp_path):
+    plain = read_rfcx_csv(os.path.join(tiny_rfcx, "train_tp.csv"))
+    path = tmp_path / "tp.csv"
+    lines = open(os.path.join(tiny_rfcx, "train_tp.csv")).read().splitlines()
+    path.write_text("\n".join([lines[0]] + [line + "," for line in lines[1:]]) + "\n")
+    pd.testing.assert_frame_equal(read_rfcx_csv(path), plain)
 
 
 def test_summary_counts(tiny_prepared):
