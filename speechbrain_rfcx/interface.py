@@ -139,11 +139,26 @@ class DetectorSettings:
         for key in cls.REQUIRED:
             if key not in document:
                 raise ModelFolderError(f"{path}: no {key!r}")
-        return cls(
-            **{key: document[key] for key in cls.REQUIRED},
-            class_names=document.get("class_names"),
-            species_bands=document.get("species_bands"),
-        )
+        for key, kind in (("sample_rate", int), ("n_classes", int)):
+            value = document[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ModelFolderError(
+                    f"{path}: {key} must be a positive integer, got {value!r}"
+                )
+        for key in ("window", "hop"):
+            value = document[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ModelFolderError(
+                    f"{path}: {key} must be a number of seconds, got {value!r}"
+                )
+        try:
+            return cls(
+                **{key: document[key] for key in cls.REQUIRED},
+                class_names=document.get("class_names"),
+                species_bands=document.get("species_bands"),
+            )
+        except (TypeError, ValueError, AttributeError) as e:
+            raise ModelFolderError(f"{path}: {e}") from e
 
     def write(self, folder):
         """Write ``detector_settings.yaml`` into ``folder`` (atomically); returns it."""
@@ -204,6 +219,41 @@ def _training_settings(document, path):
         return training_settings(document)
     except ModelFolderError as e:
         raise ModelFolderError(f"{path}: {e}") from None
+
+
+def _build_model(model_yaml, path):
+    """The model of a ``model:`` yaml block; errors name the file."""
+    try:
+        return load_hyperpyyaml(model_yaml)["model"]
+    except (ImportError, AttributeError, TypeError, ValueError, KeyError) as e:
+        raise ModelFolderError(
+            f"{path}: cannot build its model ({type(e).__name__}: {e})"
+        ) from e
+
+
+def check_device(device):
+    """Raise a ValueError unless ``device`` names a device this machine has.
+
+    Example
+    -------
+    >>> check_device("cpu")
+    >>> check_device("banana")
+    Traceback (most recent call last):
+    ...
+    ValueError: device 'banana' is not a device name (cpu, cuda, cuda:1, ...)
+    """
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(
+            f"device {device!r} is not a device name (cpu, cuda, cuda:1, ...)"
+        ) from e
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {device!r}: no CUDA GPU is available here")
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(f"device {device!r}: this machine has {count} GPU(s)")
 
 
 class SpeciesDetector(Pretrained):
@@ -318,6 +368,7 @@ class SpeciesDetector(Pretrained):
         speechbrain_rfcx.interface.ModelFolderError: /no/such/folder holds neither detector.yaml (an exported detector) nor hyperparams.yaml (a training fold folder)
         """
         source = str(source)
+        check_device((run_opts or {}).get("device", "cpu"))
         if os.path.isfile(os.path.join(source, EXPORT_YAML)):
             detector = cls._from_export(source, run_opts, **kwargs)
         elif os.path.isfile(os.path.join(source, TRAINING_YAML)):
@@ -341,7 +392,7 @@ class SpeciesDetector(Pretrained):
         weights = os.path.join(source, EXPORT_WEIGHTS)
         if not os.path.isfile(weights):
             raise ModelFolderError(f"{source}: {EXPORT_WEIGHTS} is missing")
-        model = load_hyperpyyaml(model_yaml)["model"]
+        model = _build_model(model_yaml, path)
         hparams = dict(settings.to_document(), model_yaml=model_yaml)
         try:
             model.load_state_dict(torch.load(weights, map_location="cpu"))
@@ -359,7 +410,7 @@ class SpeciesDetector(Pretrained):
         with open(path, encoding="utf-8") as f:
             document = YAML().load(f)
         model_yaml = _yaml_text({"model": _model_node(document, path)})
-        model = load_hyperpyyaml(model_yaml)["model"]
+        model = _build_model(model_yaml, path)
         checkpointer = Checkpointer(
             os.path.join(source, "save"), recoverables={"model": model}
         )

@@ -2,6 +2,7 @@
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import types
@@ -395,6 +396,29 @@ def test_an_output_folder_of_other_settings_is_refused_or_redone(
     summary = pd.read_csv(out / "clip_scores.csv")
     assert len(summary) == 2  # one row per readable file, no stale rows
     assert "50.0" in (out / "a.Table.1.selections.txt").read_text()  # new bands
+
+
+def test_broken_model_folders_and_devices_are_named(
+    tmp_path, model_dir, audio_dir, capsys
+):
+    text = open(os.path.join(model_dir, "detector.yaml")).read()
+    cases = [
+        (text.replace("TwoTones", "NoSuchModel"), [], "cannot build its model"),
+        (text.replace("n_classes: 2", "n_classes: twenty"), [],
+         "n_classes must be a positive integer, got 'twenty'"),
+        (text, ["--device", "banana"], "'banana' is not a device name"),
+    ]  # fmt: skip
+    if not torch.cuda.is_available():
+        cases.append((text, ["--device", "cuda"], "no CUDA GPU is available"))
+    for yaml_text, extra, message in cases:
+        broken = tmp_path / "broken"
+        shutil.copytree(model_dir, broken, dirs_exist_ok=True)
+        (broken / "detector.yaml").write_text(yaml_text)
+        with pytest.raises(SystemExit) as exit_info:
+            cli.detect_main([str(audio_dir), "--model", str(broken),
+                             "--out", str(tmp_path / "o"), *extra])  # fmt: skip
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err, message
 
 
 def test_bad_thresholds_csv_is_named_by_line(tmp_path, model_dir, audio_dir, capsys):
