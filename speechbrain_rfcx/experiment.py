@@ -212,6 +212,22 @@ def fold_datasets(hparams, manifest, unlabelled=None):
     if not 0 <= fold < hparams["n_folds"]:
         raise ValueError(f"--fold={fold} is outside 0..{hparams['n_folds'] - 1}")
     train_folds = set(range(hparams["n_folds"])) - {fold}
+    held_out = {rid: e for rid, e in manifest.items() if e["fold"] == fold}
+    labelled = {rid: e for rid, e in held_out.items() if e["tp_boxes"]}
+    if not labelled:
+        raise ValueError(
+            f"fold {fold} holds no recording with a TP box, so it cannot be "
+            f"validated: use fewer folds (--n_folds, now {hparams['n_folds']}) "
+            "or label more recordings"
+        )
+    training_tp = sum(
+        len(e["tp_boxes"]) for e in manifest.values() if e["fold"] in train_folds
+    )
+    if training_tp == 0 and hparams["pseudo_labels"] is None:
+        raise ValueError(
+            f"the training folds of fold {fold} hold no TP box: a model needs "
+            "some true positives (train_tp.csv) to learn from"
+        )
     sources = crop_sources(hparams)
     entries = anchored_entries(manifest, tuple(sources), folds=train_folds)
     rule = pseudo_label_rule(hparams)
@@ -235,8 +251,6 @@ def fold_datasets(hparams, manifest, unlabelled=None):
         balanced=hparams["class_balanced"],
         seed=hparams["seed"],
     )
-    held_out = {rid: e for rid, e in manifest.items() if e["fold"] == fold}
-    labelled = {rid: e for rid, e in held_out.items() if e["tp_boxes"]}
     rate, n_classes = hparams["sample_rate"], hparams["n_classes"]
     return {
         "train": crop_dataset(

@@ -211,6 +211,40 @@ def test_a_planted_bad_row_stops_training_with_its_line(tmp_path):
     and not os.path.exists(os.path.join(os.path.dirname(PYTHON), "torchrun")),
     reason="torchrun missing",
 )
+def test_unlearnable_labels_stop_training_with_a_reason(tmp_path):
+    """No TP box to learn from, or a held-out fold without one to validate
+    on: train.py says so before any training step."""
+    import pandas as pd
+
+    from speechbrain_rfcx.data.synthetic import generate_rfcx_dataset
+
+    data = tmp_path / "data"
+    generate_rfcx_dataset(data, n_train=12, n_test=2, duration=3.0,
+                          sample_rate=16000, seed=3, tp_fraction=1.0)  # fmt: skip
+    tp = pd.read_csv(data / "train_tp.csv", dtype={"recording_id": str})
+
+    def train(root, fold):
+        return subprocess.run(
+            [PYTHON, "train.py", "hparams/small_cpu.yaml", f"--data_folder={data}",
+             f"--output_root={root}", "--n_folds=3", f"--fold={fold}"],
+            cwd=RECIPE, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+
+    tp.iloc[:0].to_csv(data / "train_tp.csv", index=False)  # FP boxes only
+    run = train(tmp_path / "fp_only", 0)
+    assert run.returncode != 0
+    said = run.stdout + run.stderr
+    assert "hold no TP box" in said or "holds no recording with a TP box" in said
+    one = tp[tp.recording_id == tp.recording_id.iloc[0]]
+    one.to_csv(data / "train_tp.csv", index=False)  # one labelled recording
+    runs = [train(tmp_path / f"one{k}", k) for k in range(3)]
+    messages = [r.stdout + r.stderr for r in runs]
+    refused = [
+        k for k, m in enumerate(messages) if "holds no recording with a TP box" in m
+    ]
+    assert len(refused) == 2, messages  # every fold but the labelled one's
+
+
 def test_torchrun_two_gloo_processes_train_a_batchnorm_model(tmp_path):
     torchrun = os.path.join(os.path.dirname(PYTHON), "torchrun")
     cmd = [
