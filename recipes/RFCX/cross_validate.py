@@ -53,7 +53,7 @@ def cross_validate(argv, extra=(), folder=None):
         hparams = load_hyperpyyaml(f, overrides)
     folder = folder or hparams["output_folder"]
     for fold in range(hparams["n_folds"]):
-        subprocess.run(
+        done = subprocess.run(
             [
                 sys.executable,
                 os.path.join(HERE, "train.py"),
@@ -61,8 +61,13 @@ def cross_validate(argv, extra=(), folder=None):
                 f"--fold={fold}",
                 *(arg.format(fold=fold) for arg in extra),
             ],
-            check=True,
         )
+        if done.returncode != 0:
+            raise SystemExit(
+                f"cross_validate.py: fold {fold} of {hparams['n_folds']} failed "
+                f"(train.py exit status {done.returncode}; its message is above); "
+                "the folds already trained are kept and skipped on a rerun"
+            )
     oof = pd.concat(
         pd.read_csv(
             os.path.join(folder, f"fold{fold}", "oof_predictions.csv"),

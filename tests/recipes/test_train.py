@@ -235,6 +235,13 @@ def test_unlearnable_labels_stop_training_with_a_reason(tmp_path):
     assert run.returncode != 0
     said = run.stdout + run.stderr
     assert "hold no TP box" in said or "holds no recording with a TP box" in said
+    cv = subprocess.run(
+        [PYTHON, "cross_validate.py", "hparams/small_cpu.yaml", f"--data_folder={data}",
+         f"--output_root={tmp_path / 'cv'}", "--n_folds=3"],
+        cwd=RECIPE, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert cv.returncode != 0
+    assert "cross_validate.py: fold 0 of 3 failed" in cv.stderr
     one = tp[tp.recording_id == tp.recording_id.iloc[0]]
     one.to_csv(data / "train_tp.csv", index=False)  # one labelled recording
     runs = [train(tmp_path / f"one{k}", k) for k in range(3)]
