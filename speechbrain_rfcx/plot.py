@@ -35,10 +35,37 @@ def _hz_to_mel(hz):
     return np.where(hz < 1000.0, linear, logarithmic)
 
 
+def _stft_size(sample_rate):
+    n_fft = 2 ** max(6, round(math.log2(sample_rate * 0.0427)))  # ~43 ms
+    return n_fft, n_fft // 4
+
+
+def _file_spectrogram(path, sample_rate, n_mels, fmax, max_columns, chunk_seconds=60.0):
+    """:func:`_spectrogram` of an audio file, read one chunk at a time and
+    max-pooled in time to at most about ``max_columns`` columns, so that memory
+    does not grow with the recording's length. Returns it and the duration."""
+    duration = audio_info(path)["duration"]
+    _, hop = _stft_size(sample_rate)
+    frames = int(duration * sample_rate) // hop + 1
+    pool = max(1, math.ceil(frames / max_columns))
+    chunk = max(1, int(chunk_seconds * sample_rate) // (hop * pool)) * hop * pool
+    images, start = [], 0
+    while start == 0 or start < duration * sample_rate:
+        wav = read_segment(path, start / sample_rate, chunk / sample_rate, sample_rate)
+        if wav.numel() == 0:
+            break
+        image, _, extent, to_axis = _spectrogram(wav, sample_rate, n_mels, fmax)
+        image = image[:, : chunk // hop]  # the frame past the chunk is the next's
+        columns = math.ceil(image.shape[1] / pool) * pool
+        padded = np.pad(image, ((0, 0), (0, columns - image.shape[1])), mode="edge")
+        images.append(padded.reshape(image.shape[0], -1, pool).max(axis=2))
+        start += chunk
+    return (np.concatenate(images, axis=1), hop * pool, extent, to_axis), duration
+
+
 def _spectrogram(wav, sample_rate, n_mels, fmax):
     """``(F, T)`` dB image, its frequency extent and a Hz -> axis-unit mapping."""
-    n_fft = 2 ** max(6, round(math.log2(sample_rate * 0.0427)))  # ~43 ms
-    hop = n_fft // 4
+    n_fft, hop = _stft_size(sample_rate)
     wav = torch.as_tensor(wav, dtype=torch.float32)
     if wav.shape[0] <= n_fft // 2:
         wav = torch.nn.functional.pad(wav, (0, n_fft // 2 + 1 - wav.shape[0]))
@@ -145,24 +172,32 @@ def plot_detections(
     """
     if title is None and isinstance(wav, (str, os.PathLike)):
         title = os.path.basename(os.fspath(wav))
-    if isinstance(wav, (str, os.PathLike)):
-        if sample_rate is None:
-            sample_rate = audio_info(wav)["sample_rate"]
-        wav = read_segment(wav, sample_rate=sample_rate).numpy()
+    from_file = isinstance(wav, (str, os.PathLike))
+    if from_file and sample_rate is None:
+        sample_rate = audio_info(wav)["sample_rate"]
     if sample_rate is None or not sample_rate > 0:
         raise ValueError(f"sample_rate must be a positive number, got {sample_rate!r}")
-    wav = np.asarray(wav, dtype=np.float32)
-    if wav.ndim != 1 or wav.size == 0:
-        raise ValueError(f"wav must be a non-empty (samples,) array, got {wav.shape}")
-    if not np.isfinite(wav).all():
-        raise ValueError("wav holds non-finite samples")
+    if not from_file:
+        wav = np.asarray(wav, dtype=np.float32)
+        if wav.ndim != 1 or wav.size == 0:
+            raise ValueError(
+                f"wav must be a non-empty (samples,) array, got {wav.shape}"
+            )
+        if not np.isfinite(wav).all():
+            raise ValueError("wav holds non-finite samples")
     if not (isinstance(top_k, int) and top_k >= 0):
         raise ValueError(f"top_k must be a non-negative integer, got {top_k!r}")
     nyquist = sample_rate / 2
     fmax = nyquist if fmax is None else float(fmax)
     if not 0 < fmax <= nyquist:
         raise ValueError(f"fmax must lie in (0, {nyquist}] Hz, got {fmax}")
-    duration = wav.size / sample_rate
+    if from_file:  # streamed: a recording is never decoded whole
+        spectrogram, duration = _file_spectrogram(
+            os.fspath(wav), sample_rate, n_mels, fmax, max_columns=2 * figsize[0] * dpi
+        )
+    else:
+        spectrogram = _spectrogram(wav, sample_rate, n_mels, fmax)
+        duration = wav.size / sample_rate
     if frame_probs is not None:
         frame_probs = np.asarray(frame_probs, dtype=float)
         if frame_probs.ndim != 2:
@@ -188,7 +223,7 @@ def plot_detections(
             2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]}
         )
 
-    image, hop, (y_low, y_high), to_axis = _spectrogram(wav, sample_rate, n_mels, fmax)
+    image, hop, (y_low, y_high), to_axis = spectrogram
     half_frame = hop / sample_rate / 2
     vmax = float(image.max())
     spec_axes.imshow(

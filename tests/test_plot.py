@@ -123,3 +123,35 @@ def test_bad_input_is_named(tmp_path, kwargs, message):
     kwargs.setdefault("sample_rate", SAMPLE_RATE)
     with pytest.raises(ValueError, match=message):
         plot_detections(tmp_path / "x.png", detections=[], **kwargs)
+
+
+def test_a_long_recording_is_plotted_with_flat_memory(tmp_path):
+    """30 min at 16 kHz: read a minute at a time, the image pooled in time."""
+    import json
+    import subprocess
+    import sys
+
+    rate, minutes = 16000, 30
+    path = tmp_path / "long.wav"
+    with sf.SoundFile(path, "w", rate, 1, subtype="PCM_16") as f:
+        rng = np.random.default_rng(0)
+        for _ in range(minutes):
+            f.write(0.1 * rng.standard_normal(60 * rate).astype("float32"))
+    probe = (
+        "import json, resource, sys\n"
+        "from speechbrain_rfcx.plot import plot_detections\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "plot_detections(sys.argv[2], sys.argv[1], figsize=(6, 3))\n"
+        "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(json.dumps({'growth_mib': (peak - base) / 1024}))\n"
+    )
+    png = tmp_path / "long.png"
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(path), str(png)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    growth = json.loads(done.stdout.splitlines()[-1])["growth_mib"]
+    assert growth < 400, f"plotting 30 min grew memory by {growth:.0f} MiB"
+    assert imread(png).shape[:2] == (300, 600)
