@@ -131,7 +131,8 @@ def _add_model_arguments(parser):
         "--chunk-seconds",
         type=float,
         default=60.0,
-        help="audio per pass of a convolutional model (default: 60)",
+        help="audio per pass of a convolutional model, at least the window "
+        "(default: 60)",
     )
     parser.add_argument(
         "--num-workers",
@@ -203,11 +204,6 @@ def _detect_options(args, detectors):
                 .replace("chunk_seconds", "--chunk-seconds")
                 .replace("batch_size", "--batch-size")
             ) from e
-        if not args.windowed and not args.chunk_seconds >= window:
-            raise ValueError(
-                f"--chunk-seconds ({args.chunk_seconds}) must be at least the "
-                f"window ({window} s)"
-            )
     return {
         "window": args.window,
         "hop": args.hop,

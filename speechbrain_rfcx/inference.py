@@ -90,6 +90,11 @@ class ScoringSettings(NamedTuple):
             raise ValueError(
                 f"tta must be a list of items such as ['shift', 0.9], got {self.tta!r}"
             )
+        if self.window > self.chunk_seconds:  # also bounds a window's memory
+            raise ValueError(
+                f"chunk_seconds ({self.chunk_seconds}) must be at least the "
+                f"window ({self.window})"
+            )
         tta_variants(self.tta, self.hop)  # names a bad item
         batch = self.batch_size
         if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
@@ -542,11 +547,6 @@ def score_audio(model, sources, settings, device="cpu"):
     if not sources:
         return []
     one_pass = not settings.windowed and getattr(model, "frame_hop", None)
-    if one_pass and settings.chunk_seconds < settings.window:
-        raise ValueError(
-            f"chunk_seconds ({settings.chunk_seconds}) must be at least the window "
-            f"({settings.window})"
-        )
     stitches = [_Stitch(audio.duration) for audio in sources]
     passes = {}
     for variant in tta_variants(settings.tta, settings.hop):

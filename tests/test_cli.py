@@ -343,6 +343,7 @@ def test_scoring_options_are_checked_before_scoring(
         (["--merge-gap", "inf"], "--merge-gap must be a non-negative, finite"),
         (["--windowed", "--window", "0.00001"], "at least one sample at 1000 Hz"),
         (["--hop", "nan"], "hop must be a positive, finite number"),
+        (["--windowed", "--window", "1e9"], "--chunk-seconds (60.0) must be at least"),
     ):
         with pytest.raises(SystemExit) as exit_info:
             cli.detect_main([str(audio_dir), "--model", model_dir,
