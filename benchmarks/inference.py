@@ -109,7 +109,7 @@ def birdnet_whole_process(python, folder, threads):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["efficientnet_b0"])
     parser.add_argument("--files", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=2)

@@ -97,6 +97,15 @@ def make_output_folder(folder, option):
         raise ValueError(f"{option} {folder}: no permission to write in this folder")
 
 
+def _as_options(error, *names):
+    """``error`` with the Python names of options spelled as the command's
+    (``chunk_seconds`` -> ``--chunk-seconds``)."""
+    text = str(error)
+    for name in names:
+        text = text.replace(name, "--" + name.replace("_", "-"))
+    return ValueError(text)
+
+
 def _add_model_arguments(parser):
     parser.add_argument(
         "--model",
@@ -198,12 +207,8 @@ def _detect_options(args, detectors):
         )
         try:
             settings.checked(detector.sample_rate)
-        except ValueError as e:  # name the options as the command spells them
-            raise ValueError(
-                str(e)
-                .replace("chunk_seconds", "--chunk-seconds")
-                .replace("batch_size", "--batch-size")
-            ) from e
+        except ValueError as e:
+            raise _as_options(e, "chunk_seconds", "batch_size") from e
     return {
         "window": args.window,
         "hop": args.hop,
@@ -255,11 +260,7 @@ def detect_main(argv=None):
         try:
             check_event_options(args.min_duration, args.merge_gap)
         except ValueError as e:
-            raise ValueError(
-                str(e)
-                .replace("min_duration", "--min-duration")
-                .replace("merge_gap", "--merge-gap")
-            ) from e
+            raise _as_options(e, "min_duration", "merge_gap") from e
         files = find_audio_files(args.input)
         if not files:
             raise ValueError(f"input {args.input} holds no audio files")

@@ -97,7 +97,11 @@ class ScoringSettings(NamedTuple):
             )
         tta_variants(self.tta, self.hop)  # names a bad item
         batch = self.batch_size
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        if (
+            isinstance(batch, bool)
+            or not isinstance(batch, numbers.Integral)
+            or batch < 1
+        ):
             raise ValueError(f"batch_size must be an integer >= 1, got {batch!r}")
         if not isinstance(self.windowed, bool):
             raise ValueError(f"windowed must be True or False, got {self.windowed!r}")

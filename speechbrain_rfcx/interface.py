@@ -20,6 +20,7 @@ would resample to 16 kHz.
 """
 
 import io
+import math
 import os
 from dataclasses import dataclass
 
@@ -139,7 +140,7 @@ class DetectorSettings:
         for key in cls.REQUIRED:
             if key not in document:
                 raise ModelFolderError(f"{path}: no {key!r}")
-        for key, kind in (("sample_rate", int), ("n_classes", int)):
+        for key in ("sample_rate", "n_classes"):
             value = document[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ModelFolderError(
@@ -147,9 +148,10 @@ class DetectorSettings:
                 )
         for key in ("window", "hop"):
             value = document[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number and math.isfinite(value) and value > 0):
                 raise ModelFolderError(
-                    f"{path}: {key} must be a number of seconds, got {value!r}"
+                    f"{path}: {key} must be a positive number of seconds, got {value!r}"
                 )
         try:
             return cls(
@@ -368,7 +370,9 @@ class SpeciesDetector(Pretrained):
         speechbrain_rfcx.interface.ModelFolderError: /no/such/folder holds neither detector.yaml (an exported detector) nor hyperparams.yaml (a training fold folder)
         """
         source = str(source)
-        check_device((run_opts or {}).get("device", "cpu"))
+        device = (run_opts or {}).get("device")
+        if device is not None:  # None: SpeechBrain's default
+            check_device(device)
         if os.path.isfile(os.path.join(source, EXPORT_YAML)):
             detector = cls._from_export(source, run_opts, **kwargs)
         elif os.path.isfile(os.path.join(source, TRAINING_YAML)):

@@ -254,14 +254,15 @@ def claim_output_folder(out, record, overwrite=False):
     record = json.loads(json.dumps(record))  # as it reads back
     previous = read_record(path)
     summary = os.path.join(out, SUMMARY_FILE)
-    if previous == record:
+    if previous == record and not overwrite:
         return True
     if not overwrite:
         if previous is not None:
+            then, now = _flat(previous), _flat(record)
             changed = [
-                f"{key}: {_short(previous.get(key))} then, {_short(record.get(key))} now"
-                for key in sorted(set(previous) | set(record))
-                if previous.get(key) != record.get(key)
+                f"{key}: {_short(then.get(key))} then, {_short(now.get(key))} now"
+                for key in sorted(set(then) | set(now))
+                if then.get(key) != now.get(key)
             ]
             raise ValueError(
                 f"{path}: the outputs in {out} were made with other settings "
@@ -274,10 +275,30 @@ def claim_output_folder(out, record, overwrite=False):
                 "it; choose another --out, or pass --overwrite to score every "
                 "file again"
             )
-    if os.path.isfile(summary):
+    if os.path.isfile(summary):  # --overwrite: drop the earlier run's outputs
+        for stem in ClipScoreJournal._read(summary):
+            for output in output_paths(out, stem, OUTPUT_SUFFIXES, plot=True).values():
+                if os.path.isfile(output):
+                    os.remove(output)
         os.remove(summary)
     write_record(path, record)
-    return previous is None and not overwrite
+    return not overwrite
+
+
+def _flat(value, prefix=""):
+    """``{"models[0].window": 5.0, ...}``: the leaves of a JSON value."""
+    if isinstance(value, dict):
+        items = value.items()
+        name = "{}{}".format(prefix, ".{}" if prefix else "{}")
+    elif isinstance(value, list) and value and isinstance(value[0], dict):
+        items = enumerate(value)
+        name = prefix + "[{}]"
+    else:
+        return {prefix: value}
+    flat = {}
+    for key, child in items:
+        flat.update(_flat(child, name.format(key)))
+    return flat
 
 
 def _short(value):

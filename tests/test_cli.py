@@ -397,6 +397,12 @@ def test_an_output_folder_of_other_settings_is_refused_or_redone(
     summary = pd.read_csv(out / "clip_scores.csv")
     assert len(summary) == 2  # one row per readable file, no stale rows
     assert "50.0" in (out / "a.Table.1.selections.txt").read_text()  # new bands
+    # with the same settings too, --overwrite scores every file again
+    again = [str(audio_dir), "--model", banded, "--out", str(out)]
+    assert cli.detect_main(again) == 2
+    assert "already done" in capsys.readouterr().err
+    assert cli.detect_main(again + ["--overwrite"]) == 2
+    assert "already done" not in capsys.readouterr().err
 
 
 def test_broken_model_folders_and_devices_are_named(

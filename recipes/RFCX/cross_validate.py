@@ -66,7 +66,7 @@ def cross_validate(argv, extra=(), folder=None):
             raise SystemExit(
                 f"cross_validate.py: fold {fold} of {hparams['n_folds']} failed "
                 f"(train.py exit status {done.returncode}; its message is above); "
-                "the folds already trained are kept and skipped on a rerun"
+                "the folds already trained are kept, and a rerun resumes from their checkpoints"
             )
     oof = pd.concat(
         pd.read_csv(

@@ -88,22 +88,44 @@ def _line(index):
     return int(index) + 2
 
 
-def _check_row_lengths(path):
-    """Raise if a row of the CSV at ``path`` holds more values than its
-    header has columns (empty trailing fields, as a trailing comma leaves,
-    are accepted)."""
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = csv.reader(f)
-        header = next(rows, None)
-        if header is None:
-            return
-        for line, row in enumerate(rows, start=2):
-            extra = row[len(header) :]
-            if any(cell.strip() for cell in extra):
-                raise AnnotationError(
-                    f"{path} line {line}: {len(row)} values for {len(header)} "
-                    f"columns ({', '.join(header)})"
-                )
+def read_csv_table(path, **options):
+    """``pandas.read_csv`` for the CSVs users give (annotations, thresholds,
+    priors, sample submissions), with errors that name the file and line.
+
+    A row with more values than the header has columns is refused; a
+    trailing comma on a row is read as an empty last field, not as a shift of
+    every column. An empty or unreadable file raises :class:`AnnotationError`.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "t.csv")
+    >>> _ = open(path, "w").write("species_id,threshold\\n3,0.8,\\n")
+    >>> read_csv_table(path).to_dict("records")
+    [{'species_id': 3, 'threshold': 0.8}]
+    >>> _ = open(path, "w").write("species_id,threshold\\n3,0.8,9\\n")
+    >>> read_csv_table(path)
+    Traceback (most recent call last):
+    ...
+    speechbrain_rfcx.data.annotations.AnnotationError: .../t.csv line 2: 3 values for 2 columns (species_id, threshold)
+    """
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            rows = csv.reader(f)
+            header = next(rows, None)
+            for row in rows if header else ():
+                if any(cell.strip() for cell in row[len(header) :]):
+                    raise AnnotationError(
+                        f"{path} line {rows.line_num}: {len(row)} values for "
+                        f"{len(header)} columns ({', '.join(header)})"
+                    )
+        return pd.read_csv(path, index_col=False, **options)
+    except (FileNotFoundError, AnnotationError):
+        raise
+    except pd.errors.EmptyDataError as e:
+        raise AnnotationError(f"{path}: the file is empty") from e
+    except (OSError, csv.Error, UnicodeDecodeError, pd.errors.ParserError) as e:
+        raise AnnotationError(f"{path}: not a readable CSV file ({e})") from e
 
 
 def read_rfcx_csv(path, n_classes=N_SPECIES):
@@ -145,15 +167,7 @@ def read_rfcx_csv(path, n_classes=N_SPECIES):
     ...
     speechbrain_rfcx.data.annotations.AnnotationError: ...tp.csv line 2: species_id 30 is outside 0..23
     """
-    try:
-        _check_row_lengths(path)
-        # index_col=False: a trailing comma on a row is an empty last field,
-        # not a shift of every column (rows with more values are refused above)
-        df = pd.read_csv(path, dtype={"recording_id": str}, index_col=False)
-    except FileNotFoundError:
-        raise
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise AnnotationError(f"{path}: not a readable CSV file ({e})") from e
+    df = read_csv_table(path, dtype={"recording_id": str})
     missing = [c for c in RFCX_COLUMNS if c not in df.columns]
     if missing:
         raise AnnotationError(
@@ -302,14 +316,7 @@ def read_species_values(path, column, n_classes, valid, valid_text):
     ...
     ValueError: .../t.csv line 3: species 3 is listed twice (first on line 2)
     """
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise
-    except pd.errors.EmptyDataError as e:
-        raise ValueError(f"{path}: the file is empty") from e
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
-        raise ValueError(f"{path}: not a readable CSV file ({e})") from e
+    table = read_csv_table(path, dtype=str, keep_default_na=False)
     missing = [c for c in ("species_id", column) if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")

@@ -41,6 +41,7 @@ from speechbrain_rfcx.data.annotations import (
     boxes_by_recording,
     check_boxes_against_audio,
     empty_annotations,
+    read_csv_table,
     read_rfcx_csv,
 )
 from speechbrain_rfcx.data.audio import AUDIO_EXTENSIONS, AudioError, audio_info
@@ -213,7 +214,7 @@ def prepare_rfcx(data_folder, save_folder, n_folds=5, seed=1, n_classes=N_SPECIE
     previous = read_record(options_path)
     if previous is not None:
         written = [
-            previous["result"].get(k, "")
+            (previous.get("result") or {}).get(k, "")
             for k in ("train_json", "test_json", "folds_csv")
         ]
         if previous.get("options") == options and all(map(os.path.isfile, written)):
@@ -298,12 +299,7 @@ def prepare_rfcx(data_folder, save_folder, n_folds=5, seed=1, n_classes=N_SPECIE
 
 def _submission_order(path, test_info, test_dir):
     """Test ids in the order of ``sample_submission.csv``, checked against audio."""
-    try:
-        table = pd.read_csv(path, dtype={"recording_id": str}, index_col=False)
-    except pd.errors.EmptyDataError as e:
-        raise AnnotationError(f"{path}: the file is empty") from e
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise AnnotationError(f"{path}: not a readable CSV file ({e})") from e
+    table = read_csv_table(path, dtype={"recording_id": str})
     if "recording_id" not in table.columns:
         raise AnnotationError(f"{path}: missing column recording_id")
     ids = table["recording_id"]

@@ -10,6 +10,7 @@ Everything here is a pure function of numpy arrays; no model is involved.
 """
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -176,9 +177,7 @@ def check_event_options(min_duration=0.0, merge_gap=0.0):
     ValueError: merge_gap must be a non-negative, finite number of seconds, got inf
     """
     for field, value in (("min_duration", min_duration), ("merge_gap", merge_gap)):
-        number = isinstance(value, (int, float, np.floating)) and not isinstance(
-            value, bool
-        )
+        number = isinstance(value, numbers.Real) and not isinstance(value, bool)
         if not (number and math.isfinite(value) and value >= 0):
             raise ValueError(
                 f"{field} must be a non-negative, finite number of seconds, got {value!r}"

@@ -11,7 +11,11 @@ import numpy as np
 import pandas as pd
 
 from speechbrain_rfcx._io import write_atomically
-from speechbrain_rfcx.data.annotations import read_species_values, species_columns
+from speechbrain_rfcx.data.annotations import (
+    read_csv_table,
+    read_species_values,
+    species_columns,
+)
 
 
 def _check_ids(ids, what):
@@ -99,12 +103,7 @@ def read_sample_submission(path, n_classes):
     ...
     ValueError: .../sample.csv: lacks column(s) s2 of the scores
     """
-    try:
-        sample = pd.read_csv(path, dtype={"recording_id": str})
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
-        raise ValueError(f"{path}: cannot read this CSV ({e})") from e
-    except pd.errors.EmptyDataError as e:
-        raise ValueError(f"{path}: the file is empty") from e
+    sample = read_csv_table(path, dtype={"recording_id": str})
     if "recording_id" not in sample.columns:
         raise ValueError(f"{path}: no recording_id column")
     columns = species_columns(n_classes)

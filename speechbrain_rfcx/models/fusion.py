@@ -103,6 +103,10 @@ def _sharing_copy(module):
     }
     copied._parameters = dict(module._parameters)
     copied._buffers = dict(module._buffers)
+    copied._non_persistent_buffers_set = set(module._non_persistent_buffers_set)
+    for name, value in vars(module).items():  # hooks added to one stay on it
+        if name.endswith("hooks") and isinstance(value, dict):
+            setattr(copied, name, type(value)(value))
     return copied
 
 
