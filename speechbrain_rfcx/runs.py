@@ -228,14 +228,15 @@ def claim_output_folder(out, record, overwrite=False):
     ``record`` (JSON values: the models' fingerprints, thresholds, options)
     is kept in ``out/rfcx_detect_run.json``. A folder whose outputs were made
     by another record (or whose outputs carry no record) is refused with the
-    differences named, unless ``overwrite``: then its clip scores are
-    dropped and every file is scored again.
+    differences named, unless ``overwrite``: then the tables and plots of the
+    files in its ``clip_scores.csv`` and that file are removed, and every file
+    is scored again (with the same record too).
 
     Returns
     -------
     bool
-        True when earlier outputs may be kept (same record), False when
-        every file must be scored.
+        True when earlier outputs may be kept (same record, or a new folder),
+        False with ``overwrite``.
 
     Example
     -------
@@ -288,16 +289,14 @@ def claim_output_folder(out, record, overwrite=False):
 def _flat(value, prefix=""):
     """``{"models[0].window": 5.0, ...}``: the leaves of a JSON value."""
     if isinstance(value, dict):
-        items = value.items()
-        name = "{}{}".format(prefix, ".{}" if prefix else "{}")
+        keys = [(f"{prefix}.{k}" if prefix else str(k), v) for k, v in value.items()]
     elif isinstance(value, list) and value and isinstance(value[0], dict):
-        items = enumerate(value)
-        name = prefix + "[{}]"
+        keys = [(f"{prefix}[{i}]", v) for i, v in enumerate(value)]
     else:
         return {prefix: value}
     flat = {}
-    for key, child in items:
-        flat.update(_flat(child, name.format(key)))
+    for key, child in keys:
+        flat.update(_flat(child, key))
     return flat
 
 
