@@ -50,7 +50,11 @@ def main(argv):
         experiment.save_detector_settings, args=[hparams, data_folder]
     )
     if sb.utils.distributed.if_main_process():
-        print(summarize_manifest(hparams["prepare_folder"] + "/train.json"))
+        print(
+            summarize_manifest(
+                hparams["prepare_folder"] + "/train.json", hparams["n_classes"]
+            )
+        )
     unlabelled = None
     if hparams["pseudo_labels"] is not None and hparams["pseudo_label_test"]:
         # pseudo-labelling rounds (pseudo_label.py): test recordings join

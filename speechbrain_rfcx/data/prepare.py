@@ -320,8 +320,9 @@ def _submission_order(path, test_info, test_dir):
     return list(ids)
 
 
-def summarize_manifest(train_json, n_classes=N_SPECIES):
-    """A printable summary of a prepared training manifest and its folds.
+def summarize_manifest(train_json, n_classes=None):
+    """A printable summary of a prepared training manifest and its folds
+    (``n_classes``: the number of species; None: the largest id + 1).
 
     Example
     -------
@@ -337,6 +338,13 @@ def summarize_manifest(train_json, n_classes=N_SPECIES):
     with open(train_json, encoding="utf-8") as f:
         manifest = json.load(f)
     folds = sorted({e["fold"] for e in manifest.values()})
+    if n_classes is None:
+        ids = [
+            b["species_id"]
+            for e in manifest.values()
+            for b in e["tp_boxes"] + e["fp_boxes"]
+        ]
+        n_classes = max(ids, default=-1) + 1
     tp = np.zeros((len(folds), n_classes), dtype=int)
     fp = np.zeros((len(folds), n_classes), dtype=int)
     n_rec = np.zeros(len(folds), dtype=int)
@@ -375,15 +383,25 @@ def main(argv=None):
     parser.add_argument("--save-folder", required=True)
     parser.add_argument("--n-folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--n-classes",
+        type=int,
+        default=N_SPECIES,
+        help=f"number of species; ids 0..N-1 (default {N_SPECIES}, as RFCX)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         result = prepare_rfcx(
-            args.data_folder, args.save_folder, n_folds=args.n_folds, seed=args.seed
+            args.data_folder,
+            args.save_folder,
+            n_folds=args.n_folds,
+            seed=args.seed,
+            n_classes=args.n_classes,
         )
     except (AnnotationError, AudioError, FileNotFoundError, ValueError) as e:
         raise SystemExit(f"rfcx-prepare: {e}") from e
-    print(summarize_manifest(result["train_json"]))
+    print(summarize_manifest(result["train_json"], args.n_classes))
     print(f"manifests: {result['train_json']}, {result['test_json']}")
 
 

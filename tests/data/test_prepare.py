@@ -162,6 +162,23 @@ def test_trailing_commas_read_as_without_them(tiny_rfcx, tmp_path):
     pd.testing.assert_frame_equal(read_rfcx_csv(path), plain)
 
 
+def test_rfcx_prepare_takes_any_number_of_species(tmp_path, capsys):
+    from speechbrain_rfcx.data.synthetic import generate_rfcx_dataset
+
+    data = tmp_path / "data"
+    generate_rfcx_dataset(data, n_train=40, n_test=2, duration=3.0,
+                          sample_rate=16000, seed=2)  # fmt: skip
+    tp = pd.read_csv(data / "train_tp.csv", dtype={"recording_id": str})
+    tp.loc[tp.species_id >= 18, "species_id"] += 6  # ids up to 29
+    tp.to_csv(data / "train_tp.csv", index=False)
+    assert tp.species_id.max() >= 24
+    prepare_main(["--data-folder", str(data), "--save-folder", str(tmp_path / "p"),
+                  "--n-folds", "2", "--n-classes", "30"])  # fmt: skip
+    summary = capsys.readouterr().out
+    line = next(s for s in summary.splitlines() if s.startswith("TP boxes per"))
+    assert len(line.split(":")[1].split()) == 30
+
+
 def test_summary_counts(tiny_prepared):
     text = summarize_manifest(tiny_prepared["train_json"])
     assert text.startswith("48 training recordings")
