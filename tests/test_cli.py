@@ -455,7 +455,17 @@ def test_unknown_bands_get_the_full_band_and_bad_tta_is_named(
     (detection,) = read_raven_table(tmp_path / "o" / "one.Table.1.selections.txt")
     assert (detection.f_min, detection.f_max) == (0.0, RATE / 2)
     with pytest.raises(SystemExit):
-        cli.detect_main([str(audio), "--model", bandless, "--out", "o", "--tta", "rev"])
+        cli.detect_main(
+            [
+                str(audio),
+                "--model",
+                bandless,
+                "--out",
+                str(tmp_path / "o2"),
+                "--tta",
+                "rev",
+            ]
+        )
     assert "tta item 'rev'" in capsys.readouterr().err
 
 
