@@ -5,7 +5,7 @@ Argument parsing and messages only: what the commands do is in
 and :mod:`speechbrain_rfcx.detections`.
 
 ``rfcx-detect INPUT --model DIR --out DIR`` scores one audio file or every
-audio file under a folder (recursively: .flac, .wav, .ogg, .mp3) with one or
+audio file under a folder (recursively: FLAC, WAV, OGG/Opus, MP3, AIFF, ...: every extension in ``data.audio.AUDIO_EXTENSIONS``) with one or
 several models (their probabilities are averaged) and writes, per input file,
 a Raven selection table, an Audacity label track and/or a detections CSV
 under ``--out`` (mirroring the input tree), plus ``clip_scores.csv``: one row
@@ -29,6 +29,7 @@ import sys
 
 from tqdm import tqdm
 
+from speechbrain_rfcx import __version__
 from speechbrain_rfcx._io import remove_stale_temporaries
 from speechbrain_rfcx.runs import (
     OUTPUT_SUFFIXES,
@@ -107,6 +108,9 @@ def _as_options(error, *names):
 
 
 def _add_model_arguments(parser):
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
     parser.add_argument(
         "--model",
         action="append",

@@ -44,7 +44,7 @@ def find_audio_files(input_path):
     Arguments
     ---------
     input_path : str
-        A file, or a folder searched recursively for .flac/.wav/.ogg/.mp3
+        A file, or a folder searched recursively for audio files (any extension of ``AUDIO_EXTENSIONS``: FLAC, WAV, OGG, MP3, AIFF, ...)
         (any case); hidden files and folders are left out.
 
     Returns

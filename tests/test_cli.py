@@ -206,6 +206,20 @@ def test_precision_option_runs_the_model_under_autocast(
     assert np.allclose(scores["bf16"].iloc[:, 1:], scores["fp32"].iloc[:, 1:])
 
 
+def test_every_format_libsndfile_reads_is_found_and_scored(tmp_path, model_dir, capsys):
+    folder = tmp_path / "formats"
+    folder.mkdir()
+    names = ["a.aiff", "b.AU", "c.caf", "d.w64", "e.rf64"]
+    for name in names:
+        write_tones(folder / name, 3.0, [(0, 1.0, 2.0)])
+    (folder / "notes.md").write_text("not audio")
+    status, _ = _detect(capsys, folder, "--model", model_dir, "--out", tmp_path / "o")
+    assert status == 0
+    summary = pd.read_csv(tmp_path / "o" / "clip_scores.csv")
+    assert sorted(summary.recording_id) == ["a", "b", "c", "d", "e"]
+    assert (summary.s0 > 0.99).all() and (summary.s1 < 0.01).all()
+
+
 def test_outputs_follow_the_umask(audio_dir, model_dir, tmp_path, capsys):
     previous = os.umask(0o027)
     try:
@@ -233,6 +247,7 @@ def test_help_and_argument_errors_answer_without_torch(tmp_path):
     cases = [
         (["detect", "--help"], "exit 0", "--model DIR"),
         (["submit", "--help"], "exit 0", "--test-folder"),
+        (["detect", "--version"], "exit 0", "rfcx-detect 0."),
         (["detect", str(tmp_path), "--model", "m", "--out", "o"], "exit 2",
          "holds no audio files"),
         (["detect", str(tmp_path / "none"), "--model", "m", "--out", "o",

@@ -10,7 +10,23 @@ from fractions import Fraction
 
 import soundfile as sf
 
-AUDIO_EXTENSIONS = (".flac", ".wav", ".ogg", ".mp3")  # what soundfile reads
+# what libsndfile (soundfile) reads, the one list of preparation and detection
+AUDIO_EXTENSIONS = (
+    ".flac",
+    ".wav",
+    ".wave",
+    ".ogg",
+    ".oga",
+    ".opus",
+    ".mp3",
+    ".aif",
+    ".aiff",
+    ".aifc",
+    ".au",
+    ".caf",
+    ".w64",
+    ".rf64",
+)
 # torchaudio's resampler builds a filter of about orig x new taps for the
 # reduced ratio new / orig: rates whose ratio has larger terms go through
 # resample_any_ratio instead, whose cost does not depend on the ratio's terms

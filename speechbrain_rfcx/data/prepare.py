@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
 
+from speechbrain_rfcx import __version__
 from speechbrain_rfcx._io import read_record, write_atomically, write_record
 from speechbrain_rfcx.data.annotations import (
     N_SPECIES,
@@ -383,6 +384,9 @@ def main(argv=None):
     parser.add_argument("--save-folder", required=True)
     parser.add_argument("--n-folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
     parser.add_argument(
         "--n-classes",
         type=int,

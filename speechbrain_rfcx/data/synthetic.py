@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from speechbrain_rfcx import __version__
 from speechbrain_rfcx._io import read_record, write_atomically, write_record
 from speechbrain_rfcx.data.annotations import (
     N_SPECIES,
@@ -1075,6 +1076,9 @@ def main(argv=None):
         description="Write a synthetic RFCX-format soundscape dataset."
     )
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}"
+    )
     parser.add_argument("--n-train", type=int, default=200)
     parser.add_argument("--n-test", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
