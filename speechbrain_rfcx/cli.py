@@ -5,8 +5,9 @@ Argument parsing and messages only: what the commands do is in
 and :mod:`speechbrain_rfcx.detections`.
 
 ``rfcx-detect INPUT --model DIR --out DIR`` scores one audio file or every
-audio file under a folder (recursively: FLAC, WAV, OGG/Opus, MP3, AIFF, ...: every extension in ``data.audio.AUDIO_EXTENSIONS``) with one or
-several models (their probabilities are averaged) and writes, per input file,
+audio file under a folder (recursively; FLAC, WAV, OGG/Opus, MP3, AIFF, ...:
+``data.audio.AUDIO_EXTENSIONS``) with one or several models (their
+probabilities are averaged) and writes, per input file,
 a Raven selection table, an Audacity label track and/or a detections CSV
 under ``--out`` (mirroring the input tree), plus ``clip_scores.csv``: one row
 of clip probabilities per file (``recording_id`` = path under INPUT without

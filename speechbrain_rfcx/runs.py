@@ -44,8 +44,9 @@ def find_audio_files(input_path):
     Arguments
     ---------
     input_path : str
-        A file, or a folder searched recursively for audio files (any extension of ``AUDIO_EXTENSIONS``: FLAC, WAV, OGG, MP3, AIFF, ...)
-        (any case); hidden files and folders are left out.
+        A file, or a folder searched recursively for audio files (the
+        extensions of ``AUDIO_EXTENSIONS``, any case: FLAC, WAV, OGG, MP3,
+        AIFF, ...); hidden files and folders are left out.
 
     Returns
     -------
