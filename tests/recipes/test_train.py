@@ -252,6 +252,38 @@ def test_unlearnable_labels_stop_training_with_a_reason(tmp_path):
     assert len(refused) == 2, messages  # every fold but the labelled one's
 
 
+def test_thirty_species_train_and_detect(tmp_path):
+    """Any number of species: ids up to 29 prepare, train, and detect."""
+    import pandas as pd
+
+    from speechbrain_rfcx.data.synthetic import generate_rfcx_dataset
+
+    data = tmp_path / "data"
+    generate_rfcx_dataset(data, n_train=40, n_test=4, duration=6.0,
+                          sample_rate=16000, seed=2, tp_fraction=1.0)  # fmt: skip
+    tp = pd.read_csv(data / "train_tp.csv", dtype={"recording_id": str})
+    tp.loc[tp.species_id >= 18, "species_id"] += 6  # ids up to 29
+    tp.to_csv(data / "train_tp.csv", index=False)
+    run = subprocess.run(
+        [PYTHON, "train.py", "hparams/small_cpu.yaml", f"--data_folder={data}",
+         *_overrides(tmp_path, n_classes=30, number_of_epochs=1)],
+        cwd=RECIPE, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    fold = _fold_folder(tmp_path)
+    header = (fold / "oof_predictions.csv").read_text().splitlines()[0]
+    assert header == "recording_id," + ",".join(f"s{c}" for c in range(30))
+    out = tmp_path / "detections"
+    detect = subprocess.run(
+        [PYTHON, "-c", "from speechbrain_rfcx.cli import detect; detect()",
+         str(data / "test"), "--model", str(fold), "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert detect.returncode == 0, detect.stderr[-2000:]
+    scores = pd.read_csv(out / "clip_scores.csv")
+    assert list(scores.columns[1:]) == [f"s{c}" for c in range(30)]
+
+
 def test_torchrun_two_gloo_processes_train_a_batchnorm_model(tmp_path):
     torchrun = os.path.join(os.path.dirname(PYTHON), "torchrun")
     cmd = [
