@@ -171,16 +171,16 @@ def _add_model_arguments(parser):
 
 
 def _load_detectors(args):
-    import torch
-
-    from speechbrain_rfcx.interface import SpeciesDetector
-
     if args.num_workers < 1:
         raise ValueError(f"--num-workers must be >= 1, got {args.num_workers}")
     if args.threads < 0:
         raise ValueError(f"--threads must be >= 0, got {args.threads}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    import torch  # only now: the checks above answer at once
+
+    from speechbrain_rfcx.interface import SpeciesDetector
+
     if args.threads:
         torch.set_num_threads(args.threads)
     folders = [folder for group in args.model for folder in group]

@@ -234,7 +234,10 @@ def test_outputs_follow_the_umask(audio_dir, model_dir, tmp_path, capsys):
 
 def test_help_and_argument_errors_answer_without_torch(tmp_path):
     """--help and argument errors are answered before torch is imported."""
-    (tmp_path / "notes.txt").write_text("no audio here")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no audio here")
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "x.wav").write_bytes(b"")  # found, never read
     probe = (
         "import sys\n"
         "from speechbrain_rfcx.cli import detect_main, submit_main\n"
@@ -248,12 +251,15 @@ def test_help_and_argument_errors_answer_without_torch(tmp_path):
         (["detect", "--help"], "exit 0", "--model DIR"),
         (["submit", "--help"], "exit 0", "--test-folder"),
         (["detect", "--version"], "exit 0", "rfcx-detect 0."),
-        (["detect", str(tmp_path), "--model", "m", "--out", "o"], "exit 2",
-         "holds no audio files"),
+        (["detect", str(tmp_path / "empty"), "--model", "m", "--out", "o"],
+         "exit 2", "holds no audio files"),
         (["detect", str(tmp_path / "none"), "--model", "m", "--out", "o",
           "--format", "excel"], "exit 2", "--format 'excel'"),
         (["submit", "--test-folder", str(tmp_path / "none"), "--model", "m",
           "--out", "s.csv"], "exit 2", "is not a folder"),
+        (["detect", str(tmp_path / "audio"), "--model", "m", "--out",
+          str(tmp_path / "o"), "--num-workers", "0"], "exit 2",
+         "--num-workers must be >= 1"),
     ]  # fmt: skip
     for argv, status, message in cases:
         done = subprocess.run(
