@@ -283,6 +283,7 @@ def detect_main(argv=None):
         claim_output_folder(
             args.out,
             {
+                "version": __version__,
                 "models": [detector_fingerprint(d) for d in detectors],
                 "threshold": threshold,
                 "min_duration": args.min_duration,

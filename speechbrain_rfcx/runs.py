@@ -226,8 +226,9 @@ def detector_fingerprint(detector):
 def claim_output_folder(out, record, overwrite=False):
     """Make ``out`` the output folder of the run described by ``record``.
 
-    ``record`` (JSON values: the models' fingerprints, thresholds, options)
-    is kept in ``out/rfcx_detect_run.json``. A folder whose outputs were made
+    ``record`` (JSON values: the models' fingerprints, thresholds, options;
+    a ``version`` entry is kept but not compared) is kept in
+    ``out/rfcx_detect_run.json``. A folder whose outputs were made
     by another record (or whose outputs carry no record) is refused with the
     differences named, unless ``overwrite``: then the tables and plots of the
     files in its ``clip_scores.csv`` and that file are removed, and every file
@@ -256,11 +257,11 @@ def claim_output_folder(out, record, overwrite=False):
     record = json.loads(json.dumps(record))  # as it reads back
     previous = read_record(path)
     summary = os.path.join(out, SUMMARY_FILE)
-    if previous == record and not overwrite:
+    if _what_made(previous) == _what_made(record) and not overwrite:
         return True
     if not overwrite:
         if previous is not None:
-            then, now = _flat(previous), _flat(record)
+            then, now = _flat(_what_made(previous)), _flat(_what_made(record))
             changed = [
                 f"{key}: {_short(then.get(key))} then, {_short(now.get(key))} now"
                 for key in sorted(set(then) | set(now))
@@ -285,6 +286,14 @@ def claim_output_folder(out, record, overwrite=False):
         os.remove(summary)
     write_record(path, record)
     return not overwrite
+
+
+def _what_made(record):
+    """A run record without its ``version`` (a newer release of the same
+    models and settings may resume a run)."""
+    if record is None:
+        return None
+    return {key: value for key, value in record.items() if key != "version"}
 
 
 def _flat(value, prefix=""):

@@ -1,5 +1,6 @@
 """rfcx-detect and rfcx-submit end to end, with an exported stand-in model."""
 
+import json
 import os
 import re
 import shutil
@@ -13,6 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 
+import speechbrain_rfcx
 import speechbrain_rfcx.cli as cli
 import speechbrain_rfcx.interface as interface
 import speechbrain_rfcx.runs as runs
@@ -392,6 +394,9 @@ def test_an_output_folder_of_other_settings_is_refused_or_redone(
     base = [str(audio_dir), "--model", model_dir, "--out", str(out)]
     assert cli.detect_main(base) == 2  # broken.flac
     capsys.readouterr()
+    record = json.loads((out / "rfcx_detect_run.json").read_text())
+    assert record["version"] == speechbrain_rfcx.__version__
+    assert record["threshold"] == 0.5 and len(record["models"]) == 1
     table = out / "a.Table.1.selections.txt"
     before = table.read_bytes()
     other = SpeciesDetector.from_hparams(model_dir)  # same weights, other bands
