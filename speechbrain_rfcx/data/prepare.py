@@ -403,7 +403,7 @@ def main(argv=None):
             seed=args.seed,
             n_classes=args.n_classes,
         )
-    except (AnnotationError, AudioError, FileNotFoundError, ValueError) as e:
+    except (ValueError, FileNotFoundError) as e:  # AnnotationError, AudioError too
         raise SystemExit(f"rfcx-prepare: {e}") from e
     print(summarize_manifest(result["train_json"], args.n_classes))
     print(f"manifests: {result['train_json']}, {result['test_json']}")
