@@ -33,6 +33,7 @@ setup(
     entry_points={
         "console_scripts": [
             "rfcx-synth=speechbrain_rfcx.data.synthetic:main",
+            "rfcx-import=speechbrain_rfcx.data.import_tables:main",
             "rfcx-prepare=speechbrain_rfcx.data.prepare:main",
             "rfcx-detect=speechbrain_rfcx.cli:detect",
             "rfcx-submit=speechbrain_rfcx.cli:submit",

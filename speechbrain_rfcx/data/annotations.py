@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from speechbrain_rfcx._io import write_atomically
+
 RFCX_COLUMNS = (
     "recording_id",
     "species_id",
@@ -32,6 +34,7 @@ RFCX_COLUMNS = (
     "f_max",
 )
 N_SPECIES = 24
+SPECIES_FILE = "species.csv"
 _NUMERIC_COLUMNS = RFCX_COLUMNS[1:]
 _SPECIES_COLUMN = re.compile(r"s(\d+)")
 
@@ -446,6 +449,62 @@ def species_name(species_id, species_names=None):
     if any(c in name for c in "\t\r\n") or not name.strip():
         raise ValueError(f"species name {name!r} of species {species_id} is not usable")
     return name
+
+
+def read_species_csv(path):
+    """The species names of a ``species.csv`` (``species_id,name``), by id.
+
+    Ids must run from 0 without gaps and names must be unique and usable
+    in tables (no tabs or line breaks); errors name the file and line.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "species.csv")
+    >>> write_species_csv(path, ["coqui", "tink frog"])
+    >>> read_species_csv(path)
+    ['coqui', 'tink frog']
+    >>> _ = open(path, "w").write("species_id,name\\n0,coqui\\n2,tink frog\\n")
+    >>> read_species_csv(path)
+    Traceback (most recent call last):
+    ...
+    speechbrain_rfcx.data.annotations.AnnotationError: .../species.csv line 3: species_id '2' should be 1 (ids run 0, 1, 2, ... in order)
+    """
+    table = read_csv_table(path, dtype=str, keep_default_na=False)
+    missing = [c for c in ("species_id", "name") if c not in table.columns]
+    if missing:
+        raise AnnotationError(f"{path}: missing column(s) {', '.join(missing)}")
+    names, first_line = [], {}
+    for index, (cell, name) in enumerate(zip(table["species_id"], table["name"])):
+        line = _line(index)
+        if cell.strip() != str(len(names)):
+            raise AnnotationError(
+                f"{path} line {line}: species_id {cell!r} should be {len(names)} "
+                "(ids run 0, 1, 2, ... in order)"
+            )
+        name = name.strip()
+        if not name or any(c in name for c in "\t\r\n"):
+            raise AnnotationError(f"{path} line {line}: name {name!r} is not usable")
+        if name in first_line:
+            raise AnnotationError(
+                f"{path} line {line}: name {name!r} is listed twice (first on line "
+                f"{first_line[name]})"
+            )
+        first_line[name] = line
+        names.append(name)
+    if not names:
+        raise AnnotationError(f"{path}: no species")
+    return names
+
+
+def write_species_csv(path, names):
+    """Write ``species.csv`` (``species_id,name``) for ``names`` in id order."""
+    write_atomically(
+        path,
+        pd.DataFrame({"species_id": range(len(names)), "name": list(names)}).to_csv(
+            index=False, lineterminator="\n"
+        ),
+    )
 
 
 def species_bands(boxes, quantiles=(0.05, 0.95)):
