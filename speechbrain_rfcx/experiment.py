@@ -24,7 +24,7 @@ from speechbrain_rfcx.data.pipelines import (
     recording_dataset,
     recording_labels,
 )
-from speechbrain_rfcx.data.prepare import prepare_rfcx
+from speechbrain_rfcx.data.prepare import OPTIONS_FILE, prepare_rfcx
 from speechbrain_rfcx.data.pseudo import PseudoLabelRule, pseudo_label_path
 from speechbrain_rfcx.data.sampling import anchored_entries, make_train_sampler
 from speechbrain_rfcx.data.synthetic import generate_rfcx_dataset
@@ -93,7 +93,11 @@ def resolve_data_folder(hparams):
 
 
 def prepare(hparams, data_folder):
-    """Runs ``prepare_rfcx`` once (main process) and loads the train manifest."""
+    """Runs ``prepare_rfcx`` once (main process) and loads the train manifest.
+
+    ``hparams["class_names"]``, when null, becomes the names of the data's
+    ``species.csv`` (see :func:`class_names`).
+    """
     run_on_main(
         prepare_rfcx,
         kwargs={
@@ -104,7 +108,23 @@ def prepare(hparams, data_folder):
             "n_classes": hparams["n_classes"],
         },
     )
+    hparams["class_names"] = class_names(hparams)
     return load_manifest(hparams, data_folder, "train")
+
+
+def class_names(hparams):
+    """The species names: ``hparams["class_names"]`` when given, else those
+    the preparation found in ``species.csv`` (None without one: ``s<id>``)."""
+    if hparams["class_names"] is not None:
+        names = list(hparams["class_names"])
+        if len(names) != hparams["n_classes"]:
+            raise ValueError(
+                f"class_names has {len(names)} names for n_classes "
+                f"{hparams['n_classes']}"
+            )
+        return names
+    record = read_record(os.path.join(hparams["prepare_folder"], OPTIONS_FILE))
+    return ((record or {}).get("result") or {}).get("class_names")
 
 
 def load_manifest(hparams, data_folder, split):

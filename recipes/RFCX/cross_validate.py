@@ -23,7 +23,7 @@ from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_rfcx.data.pipelines import recording_labels
 from speechbrain_rfcx.detections.submission import priors_from_scores, write_priors
-from speechbrain_rfcx.experiment import write_scores
+from speechbrain_rfcx.experiment import class_names, write_scores
 from speechbrain_rfcx.metrics import LwlrapStats
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -86,7 +86,7 @@ def cross_validate(argv, extra=(), folder=None):
     truth = torch.stack([target for target, _ in labels])
     known = torch.stack([mask for _, mask in labels])
     probs = torch.tensor(oof.iloc[:, 1:].to_numpy(), dtype=torch.float64)
-    stats = LwlrapStats(class_names=hparams["class_names"])
+    stats = LwlrapStats(class_names=class_names(hparams))
     stats.append(list(oof.recording_id), probs, truth, known)
     write_scores(os.path.join(folder, "oof_predictions.csv"), oof.recording_id, probs)
     write_priors(os.path.join(folder, "priors.csv"), priors_from_scores(probs.numpy()))

@@ -38,6 +38,7 @@ from speechbrain_rfcx._io import read_record, write_record
 from speechbrain_rfcx.data.pseudo import pseudo_label_path, write_pseudo_labels
 from speechbrain_rfcx.experiment import (
     DATA_SOURCE_FILE,
+    class_names,
     complete_test_labels,
     load_manifest,
     write_scores,
@@ -142,7 +143,7 @@ def score_test(hparams, folder, data_folder, ids, probs):
     truth = complete_test_labels(hparams, data_folder, ids)
     if truth is None:
         return  # real RFCX: the test labels are hidden
-    stats = LwlrapStats(class_names=hparams["class_names"])
+    stats = LwlrapStats(class_names=class_names(hparams))
     stats.append(ids, probs.double(), truth, torch.ones_like(truth))
     with open(os.path.join(folder, "test_lwlrap.txt"), "w") as f:
         stats.write_stats(f)

@@ -52,7 +52,9 @@ def main(argv):
     if sb.utils.distributed.if_main_process():
         print(
             summarize_manifest(
-                hparams["prepare_folder"] + "/train.json", hparams["n_classes"]
+                hparams["prepare_folder"] + "/train.json",
+                hparams["n_classes"],
+                hparams["class_names"],
             )
         )
     unlabelled = None

@@ -7,6 +7,7 @@
     <data_folder>/train_tp.csv
     <data_folder>/train_fp.csv                  (optional)
     <data_folder>/sample_submission.csv         (optional; fixes the test order)
+    <data_folder>/species.csv                   (optional; species_id,name)
 
 and writes into ``save_folder``:
 
@@ -17,7 +18,8 @@ and writes into ``save_folder``:
 - ``test.json``: ``wav``, ``duration``, ``sample_rate``, ``channels`` per test
   recording;
 - ``folds.csv``: ``recording_id,fold``;
-- ``prepare_options.json``: what the call was given and found, written last;
+- ``prepare_options.json``: what the call was given and found, written last
+  (its ``result`` holds the species names of ``species.csv``, if any);
   a second call with the same arguments and unchanged inputs does nothing.
 
 Everything is validated before anything is written, and every file is
@@ -38,12 +40,14 @@ from speechbrain_rfcx import __version__
 from speechbrain_rfcx._io import read_record, write_atomically, write_record
 from speechbrain_rfcx.data.annotations import (
     N_SPECIES,
+    SPECIES_FILE,
     AnnotationError,
     boxes_by_recording,
     check_boxes_against_audio,
     empty_annotations,
     read_csv_table,
     read_rfcx_csv,
+    read_species_csv,
 )
 from speechbrain_rfcx.data.audio import AUDIO_EXTENSIONS, AudioError, audio_info
 
@@ -144,7 +148,7 @@ def _entry(split, rid, path, info):
     }
 
 
-def prepare_rfcx(data_folder, save_folder, n_folds=5, seed=1, n_classes=N_SPECIES):
+def prepare_rfcx(data_folder, save_folder, n_folds=5, seed=1, n_classes=None):
     """Prepare the RFCX Kaggle layout for SpeechBrain (see module docstring).
 
     Arguments
@@ -158,8 +162,10 @@ def prepare_rfcx(data_folder, save_folder, n_folds=5, seed=1, n_classes=N_SPECIE
         Cross-validation folds, stratified over TP and FP species labels.
     seed : int
         Fold shuffling seed.
-    n_classes : int
-        Number of species.
+    n_classes : int, optional
+        Number of species (ids ``0..n_classes-1``). Default: as many as
+        ``species.csv`` names (``rfcx-import`` writes it), else 24 (RFCX).
+        Given with a ``species.csv`` of another length, it is an error.
 
     Returns
     -------
@@ -182,6 +188,7 @@ def prepare_rfcx(data_folder, save_folder, n_folds=5, seed=1, n_classes=N_SPECIE
     tp_csv = os.path.join(data_folder, "train_tp.csv")
     fp_csv = os.path.join(data_folder, "train_fp.csv")
     submission_csv = os.path.join(data_folder, "sample_submission.csv")
+    species_csv = os.path.join(data_folder, SPECIES_FILE)
     train_dir = os.path.join(data_folder, "train")
     test_dir = os.path.join(data_folder, "test")
     if not os.path.isdir(data_folder):
@@ -190,6 +197,18 @@ def prepare_rfcx(data_folder, save_folder, n_folds=5, seed=1, n_classes=N_SPECIE
         raise FileNotFoundError(f"{tp_csv} is missing (the RFCX true-positive boxes)")
     if not os.path.isdir(train_dir):
         raise FileNotFoundError(f"{train_dir} is missing (the training audio)")
+    class_names = None
+    if os.path.isfile(species_csv):
+        class_names = read_species_csv(species_csv)
+        if n_classes is not None and n_classes != len(class_names):
+            raise AnnotationError(
+                f"{species_csv} names {len(class_names)} species but n_classes is "
+                f"{n_classes}: give n_classes={len(class_names)} (train.py "
+                f"--n_classes={len(class_names)}, rfcx-prepare --n-classes)"
+            )
+        n_classes = len(class_names)
+    elif n_classes is None:
+        n_classes = N_SPECIES
 
     options = {
         "data_folder": data_folder,
@@ -202,6 +221,7 @@ def prepare_rfcx(data_folder, save_folder, n_folds=5, seed=1, n_classes=N_SPECIE
                 ("train_tp.csv", tp_csv),
                 ("train_fp.csv", fp_csv),
                 ("sample_submission.csv", submission_csv),
+                (SPECIES_FILE, species_csv),
             ]
         },
         # size and modification time of every recording: a file replaced or
@@ -276,6 +296,8 @@ def prepare_rfcx(data_folder, save_folder, n_folds=5, seed=1, n_classes=N_SPECIE
         "n_test": len(test_manifest),
         "n_tp_boxes": len(tp),
         "n_fp_boxes": len(fp),
+        "n_classes": n_classes,
+        "class_names": class_names,
     }
     if os.path.isfile(options_path):
         os.remove(options_path)  # an interrupted rewrite must not look complete
@@ -321,9 +343,10 @@ def _submission_order(path, test_info, test_dir):
     return list(ids)
 
 
-def summarize_manifest(train_json, n_classes=None):
+def summarize_manifest(train_json, n_classes=None, class_names=None):
     """A printable summary of a prepared training manifest and its folds
-    (``n_classes``: the number of species; None: the largest id + 1).
+    (``n_classes``: the number of species; None: the largest id + 1;
+    ``class_names``: a table of boxes per species by name, if given).
 
     Example
     -------
@@ -372,8 +395,17 @@ def summarize_manifest(train_json, n_classes=None):
             f"{fold:>4}  {n_rec[k]:>10}  {tp[k].sum():>8}  {fp[k].sum():>8}  "
             f"{(tp[k] > 0).sum():>15}"
         )
-    lines.append("TP boxes per species: " + " ".join(map(str, tp.sum(0))))
-    lines.append("FP boxes per species: " + " ".join(map(str, fp.sum(0))))
+    if class_names is None:
+        lines.append("TP boxes per species: " + " ".join(map(str, tp.sum(0))))
+        lines.append("FP boxes per species: " + " ".join(map(str, fp.sum(0))))
+    else:
+        width = max(len("species"), *map(len, class_names))
+        lines.append(f"{'id':>4}  {'species':<{width}}  TP boxes  FP boxes")
+        for species, name in enumerate(class_names):
+            lines.append(
+                f"{species:>4}  {name:<{width}}  {tp[:, species].sum():>8}  "
+                f"{fp[:, species].sum():>8}"
+            )
     return "\n".join(lines)
 
 
@@ -390,8 +422,8 @@ def main(argv=None):
     parser.add_argument(
         "--n-classes",
         type=int,
-        default=N_SPECIES,
-        help=f"number of species; ids 0..N-1 (default {N_SPECIES}, as RFCX)",
+        help="number of species; ids 0..N-1 (default: the names of species.csv, "
+        f"else {N_SPECIES} as RFCX)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -405,7 +437,11 @@ def main(argv=None):
         )
     except (ValueError, FileNotFoundError) as e:  # AnnotationError, AudioError too
         raise SystemExit(f"rfcx-prepare: {e}") from e
-    print(summarize_manifest(result["train_json"], args.n_classes))
+    print(
+        summarize_manifest(
+            result["train_json"], result["n_classes"], result["class_names"]
+        )
+    )
     print(f"manifests: {result['train_json']}, {result['test_json']}")
 
 
