@@ -11,7 +11,8 @@ probabilities are averaged) and writes, per input file,
 a Raven selection table, an Audacity label track and/or a detections CSV
 under ``--out`` (mirroring the input tree), plus ``clip_scores.csv``: one row
 of clip probabilities per file (``recording_id`` = path under INPUT without
-the extension). Every table is written atomically; a file
+the extension). With ``--combine``, also one Raven table and one CSV for the
+whole deployment (``combined.selections.txt``, ``combined.csv``). Every table is written atomically; a file
 whose tables all exist and that has a row in ``clip_scores.csv`` is skipped on
 a rerun, so an interrupted folder resumes where it stopped. Unreadable files
 are reported on stderr and skipped; the exit status is 0 when every file was
@@ -42,6 +43,7 @@ from speechbrain_rfcx.runs import (
     find_audio_files,
     output_paths,
     score_files,
+    write_combined_tables,
     write_outputs,
 )
 
@@ -249,6 +251,12 @@ def detect_main(argv=None):
     parser.add_argument("--merge-gap", type=float, default=0.0, help="seconds")
     parser.add_argument("--plot", action="store_true", help="also a PNG per file")
     parser.add_argument(
+        "--combine",
+        action="store_true",
+        help="also one Raven table (combined.selections.txt, with Begin File, "
+        "Begin Path and File Offset (s)) and one CSV (combined.csv) for all files",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="score every file again when --out holds outputs of other models "
@@ -345,6 +353,7 @@ def run_detection(args, files, detectors, formats, threshold, options):
                 merge_gap=args.merge_gap,
                 species_bands=bands,
                 default_threshold=args.threshold,
+                duration=result["duration"],
             )
             plot = {
                 "wav": path,
@@ -354,11 +363,14 @@ def run_detection(args, files, detectors, formats, threshold, options):
                 "title": relative,
             }
             outputs = output_paths(args.out, stem, formats, args.plot)
-            write_outputs(outputs, detections, stem, names, plot)
+            write_outputs(outputs, detections, stem, names, plot, os.path.abspath(path))
             journal.record(stem, result["clip_probs"])
     finally:
         journal.close()
     journal.close(stems)
+    if args.combine:
+        tables = write_combined_tables(args.out, root, files, formats, names)
+        print(f"rfcx-detect: wrote {' and '.join(tables)}", file=sys.stderr)
     if skipped:
         print(
             f"rfcx-detect: {skipped} file(s) already done in {args.out}, skipped "

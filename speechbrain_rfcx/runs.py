@@ -36,6 +36,7 @@ OUTPUT_SUFFIXES = {
 PLOT_SUFFIX = ".png"
 SUMMARY_FILE = "clip_scores.csv"
 RUN_RECORD = "rfcx_detect_run.json"
+COMBINED_PREFIX = "combined"
 
 
 def find_audio_files(input_path):
@@ -149,7 +150,9 @@ def output_paths(out, stem, formats, plot=False):
     return paths
 
 
-def write_outputs(paths, detections, recording_id, species_names=None, plot=None):
+def write_outputs(
+    paths, detections, recording_id, species_names=None, plot=None, audio_path=None
+):
     """Write one recording's tables (and plot), each atomically.
 
     Arguments
@@ -166,6 +169,9 @@ def write_outputs(paths, detections, recording_id, species_names=None, plot=None
         Keyword arguments of :func:`~speechbrain_rfcx.plot.plot_detections`
         (``wav``, ``sample_rate``, ``frame_probs``, ...) besides the output
         path, the detections and the names (needed when ``paths`` has a plot).
+    audio_path : str, optional
+        The recording, for the ``Begin File`` / ``Begin Path`` / ``File
+        Offset (s)`` columns of the Raven table.
 
     Example
     -------
@@ -187,7 +193,7 @@ def write_outputs(paths, detections, recording_id, species_names=None, plot=None
         os.makedirs(folder or ".", exist_ok=True)
     for name, path in paths.items():
         if name == "raven":
-            write_raven_table(path, detections, species_names)
+            write_raven_table(path, detections, species_names, audio_path)
         elif name == "audacity":
             write_audacity_labels(path, detections, species_names)
         elif name == "csv":
@@ -201,6 +207,51 @@ def write_outputs(paths, detections, recording_id, species_names=None, plot=None
             species_names=species_names,
             **plot,
         )
+
+
+def write_combined_tables(out, root, files, formats, species_names=None):
+    """``combined.selections.txt`` and ``combined.csv``: every recording's
+    detections in one Raven table and one CSV, in the order of ``files``.
+
+    Read back from the per-file tables under ``out`` (so files scored by an
+    earlier, resumed run are included); files without tables (unreadable
+    ones) are left out. Durations come from the audio headers.
+
+    Returns
+    -------
+    tuple
+        The two paths written.
+    """
+    from speechbrain_rfcx.data.audio import audio_info
+    from speechbrain_rfcx.detections.tables import (
+        read_audacity_labels,
+        read_detections_csv,
+        read_raven_table,
+        write_combined_raven_table,
+        write_detections_csv,
+    )
+
+    readers = {
+        "csv": read_detections_csv,
+        "raven": read_raven_table,
+        "audacity": lambda path: read_audacity_labels(path, species_names),
+    }
+    reader = next(name for name in readers if name in formats)
+    recordings, by_id = [], {}
+    for relative in files:
+        stem = os.path.splitext(relative)[0]
+        table = output_paths(out, stem, [reader])[reader]
+        if not os.path.isfile(table):
+            continue
+        audio_path = os.path.abspath(os.path.join(root, relative))
+        detections = readers[reader](table)
+        recordings.append((audio_path, audio_info(audio_path)["duration"], detections))
+        by_id[stem] = detections
+    raven = os.path.join(out, COMBINED_PREFIX + ".selections.txt")
+    table = os.path.join(out, COMBINED_PREFIX + ".csv")
+    write_combined_raven_table(raven, recordings, species_names)
+    write_detections_csv(table, by_id, species_names=species_names)
+    return raven, table
 
 
 def detector_fingerprint(detector):

@@ -194,6 +194,7 @@ def frames_to_detections(
     frame_hop=None,
     frame_offset=0.0,
     default_threshold=0.5,
+    duration=None,
 ):
     """Framewise probabilities to timed detections, species by species.
 
@@ -202,7 +203,8 @@ def frames_to_detections(
     ``frame_offset + i * frame_hop``; ``frame_offset=0`` for centred STFT
     frames, ``frame_hop / 2`` for frames tiling the recording from 0). A frame
     spans half-way to its neighbours (the first and last frames as far as
-    their neighbour's spacing); a start before 0 s is clipped to 0 s.
+    their neighbour's spacing); a start before 0 s is clipped to 0 s, an end
+    past ``duration`` (the recording's length, when given) to ``duration``.
 
     For each species: frames with a probability at or above its threshold form
     runs; runs separated by a gap of at most ``merge_gap`` seconds are merged;
@@ -232,6 +234,8 @@ def frames_to_detections(
         Centre of the first frame in seconds when ``frame_hop`` is given.
     default_threshold : float
         Threshold of species missing from a ``threshold`` dict.
+    duration : float, optional
+        Length of the recording in seconds: no event ends after it.
 
     Returns
     -------
@@ -256,6 +260,8 @@ def frames_to_detections(
     check_event_options(min_duration, merge_gap)
     n_frames, n_classes = probs.shape
     edges = _frame_edges(n_frames, frame_times, frame_hop, frame_offset)
+    if duration is not None:
+        edges = np.minimum(edges, float(duration))
     thresholds = _thresholds(threshold, n_classes, default_threshold)
     bands = species_bands or {}
     tolerance = 1e-9  # frame edges come from float arithmetic
@@ -272,8 +278,8 @@ def frames_to_detections(
         for first, last in zip(first_runs, last_runs):
             start, stop = starts[first], stops[last]
             t_min, t_max = float(edges[start]), float(edges[stop])
-            if t_max - t_min < min_duration - tolerance:
-                continue
+            if t_max <= t_min or t_max - t_min < min_duration - tolerance:
+                continue  # (empty: an event wholly past ``duration``)
             detections.append(
                 Detection(
                     species_id=species,

@@ -6,6 +6,7 @@ then rename), so an interrupted run never leaves half a table behind.
 """
 
 import math
+import os
 
 import pandas as pd
 
@@ -29,6 +30,7 @@ RAVEN_COLUMNS = (
     "Species",
     "Score",
 )
+RAVEN_FILE_COLUMNS = ("Begin File", "Begin Path", "File Offset (s)")
 DETECTION_CSV_COLUMNS = (
     "recording_id",
     "species_id",
@@ -79,14 +81,17 @@ def _band_cells(detection, decimals):
     return f"{detection.f_min:.{decimals}f}", f"{detection.f_max:.{decimals}f}"
 
 
-def write_raven_table(path, detections, species_names=None):
+def write_raven_table(path, detections, species_names=None, audio_path=None):
     """Write a Raven selection table (tab separated, one row per detection).
 
     Columns: the standard ``Selection, View ("Spectrogram 1"), Channel (1),
     Begin Time (s), End Time (s), Low Freq (Hz), High Freq (Hz)``, then
-    ``Species ID``, ``Species`` and ``Score``. Selections are numbered from 1
-    in the order given. A detection without a band gets empty frequency cells;
-    Raven Pro wants numbers there, so give it detections with bands.
+    ``Species ID``, ``Species`` and ``Score``; with ``audio_path``, also
+    ``Begin File``, ``Begin Path`` and ``File Offset (s)`` (as in
+    BirdNET-Analyzer's tables), so Raven finds the recording. Selections are
+    numbered from 1 in the order given. A detection without a band gets
+    empty frequency cells; Raven Pro wants numbers there, so give it
+    detections with bands.
 
     Arguments
     ---------
@@ -96,6 +101,8 @@ def write_raven_table(path, detections, species_names=None):
         The detections of one recording.
     species_names : list or dict, optional
         ``species_id -> name`` for the ``Species`` column (default ``s<id>``).
+    audio_path : str, optional
+        The recording, for the file columns.
 
     Example
     -------
@@ -107,23 +114,70 @@ def write_raven_table(path, detections, species_names=None):
     1|Spectrogram 1|1|1.000000|2.000000|100.000|900.000|2|s2|0.750000
     <BLANKLINE>
     """
-    lines = ["\t".join(RAVEN_COLUMNS)]
-    for number, d in enumerate(detections, start=1):
+    rows = [(d, audio_path, 0.0) for d in detections]
+    write_atomically(path, _raven_text(rows, species_names, audio_path is not None))
+
+
+def write_combined_raven_table(path, recordings, species_names=None):
+    """One Raven selection table for many recordings, one after the other.
+
+    As BirdNET-Analyzer's combined tables: ``Begin Time (s)`` counts from the
+    start of the first recording (each recording starts where the one before
+    it ends), ``File Offset (s)`` is the time within the recording named by
+    ``Begin File`` / ``Begin Path``, so Raven opens each file at the event.
+
+    Arguments
+    ---------
+    path : str
+        Output file (``combined.selections.txt``).
+    recordings : list of tuple
+        ``(audio_path, duration_s, detections)`` per recording, in order.
+    species_names : list or dict, optional
+        ``species_id -> name``.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "combined.selections.txt")
+    >>> write_combined_raven_table(path, [("/d/a.wav", 60.0, [Detection(0, 1, 2, 0.5)]),
+    ...                                   ("/d/b.wav", 60.0, [Detection(1, 3, 4, 0.9)])],
+    ...                            species_names=["coqui", "tink frog"])
+    >>> for line in open(path).read().splitlines():
+    ...     cells = line.split("\\t")
+    ...     print(cells[3], cells[8], cells[10], cells[12])
+    Begin Time (s) Species Begin File File Offset (s)
+    1.000000 coqui a.wav 1.000000
+    63.000000 tink frog b.wav 3.000000
+    """
+    rows, start = [], 0.0
+    for audio_path, duration, detections in recordings:
+        rows.extend((d, audio_path, start) for d in detections)
+        start += float(duration)
+    write_atomically(path, _raven_text(rows, species_names, with_files=True))
+
+
+def _raven_text(rows, species_names, with_files):
+    """The table of ``(detection, audio_path, start_s)`` rows."""
+    columns = RAVEN_COLUMNS + (RAVEN_FILE_COLUMNS if with_files else ())
+    lines = ["\t".join(columns)]
+    for number, (d, audio_path, start) in enumerate(rows, start=1):
         low, high = _band_cells(d, 3)
         cells = [
             str(number),
             "Spectrogram 1",
             "1",
-            f"{d.t_min:.6f}",
-            f"{d.t_max:.6f}",
+            f"{start + d.t_min:.6f}",
+            f"{start + d.t_max:.6f}",
             low,
             high,
             str(d.species_id),
             species_name(d.species_id, species_names),
             f"{d.score:.6f}",
         ]
+        if with_files:
+            cells += [os.path.basename(audio_path), audio_path, f"{d.t_min:.6f}"]
         lines.append("\t".join(cells))
-    write_atomically(path, "\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
 def read_raven_table(path):
@@ -327,7 +381,7 @@ def read_audacity_labels(path, species_names=None):
     return [_detection(path, line, **fields) for line, fields in detections]
 
 
-def write_detections_csv(path, detections, recording_id=None):
+def write_detections_csv(path, detections, recording_id=None, species_names=None):
     """Write detections as CSV in RFCX-like columns plus the score.
 
     Columns ``recording_id,species_id,t_min,f_min,t_max,f_max,score``; an
@@ -343,6 +397,9 @@ def write_detections_csv(path, detections, recording_id=None):
     recording_id : str, optional
         The recording of a list of detections; without it, the
         ``recording_id`` column is left out.
+    species_names : list or dict, optional
+        ``species_id -> name``: adds a ``species`` column after
+        ``species_id``.
 
     Example
     -------
@@ -369,4 +426,46 @@ def write_detections_csv(path, detections, recording_id=None):
     frame["species_id"] = frame["species_id"].astype(int)
     if recording_id is None and not isinstance(detections, dict):
         frame = frame.drop(columns="recording_id")
+    if species_names is not None:
+        frame.insert(
+            list(frame.columns).index("species_id") + 1,
+            "species",
+            [species_name(s, species_names) for s in frame["species_id"]],
+        )
     write_atomically(path, frame.to_csv(index=False, lineterminator="\n"))
+
+
+def read_detections_csv(path):
+    """Read the detections of a CSV written by :func:`write_detections_csv`.
+
+    Example
+    -------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "d.csv")
+    >>> write_detections_csv(path, [Detection(3, 1.0, 2.0, 0.5, 10.0, 90.0)], "rec1")
+    >>> read_detections_csv(path)
+    [Detection(species_id=3, t_min=1.0, t_max=2.0, score=0.5, f_min=10.0, f_max=90.0)]
+    """
+    from speechbrain_rfcx.data.annotations import read_csv_table
+
+    frame = read_csv_table(path)
+    missing = [c for c in DETECTION_CSV_COLUMNS[1:] if c not in frame.columns]
+    if missing:
+        raise AnnotationError(f"{path}: missing column(s) {', '.join(missing)}")
+    detections = []
+    for index, row in enumerate(frame.itertuples(index=False)):
+        band = {}
+        if not (pd.isna(row.f_min) or pd.isna(row.f_max)):
+            band = dict(f_min=float(row.f_min), f_max=float(row.f_max))
+        detections.append(
+            _detection(
+                path,
+                index + 2,
+                species_id=int(row.species_id),
+                t_min=float(row.t_min),
+                t_max=float(row.t_max),
+                score=float(row.score),
+                **band,
+            )  # fmt: skip
+        )
+    return detections
