@@ -37,6 +37,7 @@ setup(
             "rfcx-prepare=speechbrain_rfcx.data.prepare:main",
             "rfcx-detect=speechbrain_rfcx.cli:detect",
             "rfcx-submit=speechbrain_rfcx.cli:submit",
+            "rfcx-evaluate=speechbrain_rfcx.evaluation:main",
         ]
     },
 )

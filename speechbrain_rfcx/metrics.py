@@ -221,6 +221,133 @@ def masked_lwlrap(truth, scores, mask):
     return float(_label_precisions(positives, scores, known).sum() / positives.sum())
 
 
+def _column_cuts(truth, scores):
+    """Per class: distinct scores (descending) and the TP / FP counts of
+    calling every recording at or above each one present."""
+    truth = _to_numpy(truth, "truth")
+    scores = _to_numpy(scores, "scores").astype(np.float64)
+    if truth.shape != scores.shape:
+        raise ValueError(
+            f"truth and scores must have the same shape, got truth {truth.shape} "
+            f"and scores {scores.shape}"
+        )
+    _check_binary(truth, "truth")
+    if np.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+    cuts = []
+    for c in range(truth.shape[1]):
+        order = np.argsort(-scores[:, c], kind="stable")
+        values, hits = scores[order, c], truth[order, c].astype(bool)
+        last_of_tie = np.r_[values[1:] != values[:-1], True]
+        tp = np.cumsum(hits)[last_of_tie]
+        fp = np.cumsum(~hits)[last_of_tie]
+        cuts.append((values[last_of_tie], tp, fp, int(hits.sum())))
+    return cuts
+
+
+def average_precision(truth, scores):
+    """Per-class average precision (the area under the precision-recall
+    curve as a step function), NaN for classes without a positive.
+
+    Tied scores are one cut (all called together), so a tie is never
+    rewarded, as in :func:`lwlrap`; without ties this is
+    ``sklearn.metrics.average_precision_score`` per column.
+
+    Example
+    -------
+    >>> truth = [[1, 0], [0, 1], [1, 0], [0, 0]]
+    >>> scores = [[0.9, 0.1], [0.8, 0.7], [0.3, 0.2], [0.1, 0.6]]
+    >>> average_precision(truth, scores).round(3).tolist()  # (1 + 2/3) / 2, 1
+    [0.833, 1.0]
+    """
+    result = []
+    for _, tp, fp, n_pos in _column_cuts(truth, scores):
+        if n_pos == 0:
+            result.append(np.nan)
+            continue
+        precision = tp / (tp + fp)
+        recall_gain = np.diff(np.r_[0, tp]) / n_pos
+        result.append(float((precision * recall_gain).sum()))
+    return np.asarray(result)
+
+
+def precision_recall_curves(truth, scores):
+    """Per class: ``(thresholds, precision, recall)`` arrays, thresholds
+    descending (calling a recording when its score is at or above one).
+
+    Example
+    -------
+    >>> [(t.tolist(), p.tolist(), r.tolist())
+    ...  for t, p, r in precision_recall_curves([[1], [0], [1]], [[0.9], [0.5], [0.2]])]
+    [([0.9, 0.5, 0.2], [1.0, 0.5, 0.6666666666666666], [0.5, 0.5, 1.0])]
+    """
+    return [
+        (values, tp / (tp + fp), tp / n_pos if n_pos else np.full(len(tp), np.nan))
+        for values, tp, fp, n_pos in _column_cuts(truth, scores)
+    ]
+
+
+def precision_recall_at(truth, scores, thresholds):
+    """Per-class precision and recall when calling scores ``>= thresholds``.
+
+    Arguments
+    ---------
+    truth, scores : array-like
+        (N, C) labels and scores.
+    thresholds : float or array-like
+        One threshold, or one per class.
+
+    Returns
+    -------
+    precision, recall : numpy.ndarray
+        (C,) each; NaN where nothing is called / nothing is true.
+
+    Example
+    -------
+    >>> p, r = precision_recall_at([[1, 0], [0, 1], [1, 1]],
+    ...                            [[0.9, 0.2], [0.6, 0.8], [0.4, 0.1]], 0.5)
+    >>> p.tolist(), r.tolist()
+    ([0.5, 1.0], [0.5, 0.5])
+    """
+    truth = _to_numpy(truth, "truth").astype(bool)
+    scores = _to_numpy(scores, "scores")
+    called = scores >= np.broadcast_to(np.asarray(thresholds, float), scores.shape[1:])
+    tp = (called & truth).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return tp / called.sum(0), tp / truth.sum(0)
+
+
+def fit_thresholds(truth, scores, target_precision):
+    """Per class, the lowest threshold whose precision reaches the target.
+
+    Among the cuts whose precision (scores at or above the cut) is at least
+    ``target_precision``, the one with the most recall. A class that never
+    reaches the target gets ``1.0`` (nothing called), one without a
+    positive NaN (no evidence: leave it to the default threshold).
+
+    Example
+    -------
+    >>> truth = [[1], [1], [0], [1], [0]]
+    >>> scores = [[0.9], [0.8], [0.7], [0.6], [0.1]]
+    >>> fit_thresholds(truth, scores, 0.75).tolist()  # 3 of 4 at or above 0.6
+    [0.6]
+    >>> fit_thresholds(truth, scores, 1.0).tolist()
+    [0.8]
+    """
+    if not 0.0 < target_precision <= 1.0:
+        raise ValueError(f"target precision must lie in (0, 1], got {target_precision}")
+    result = []
+    for values, tp, fp, n_pos in _column_cuts(truth, scores):
+        reached = np.flatnonzero(tp / (tp + fp) >= target_precision)
+        if n_pos == 0:
+            result.append(np.nan)
+        elif len(reached) == 0:
+            result.append(1.0)
+        else:
+            result.append(float(min(1.0, values[reached[-1]])))
+    return np.asarray(result)
+
+
 def chance_lwlrap(truth, n_draws=32, seed=0):
     """Expected lwlrap of random scores for these labels (Monte-Carlo estimate).
 

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 
 RECIPE = pathlib.Path(__file__).resolve().parents[2] / "recipes" / "RFCX"
@@ -108,3 +109,32 @@ def test_raven_tables_import_train_and_detect_with_names(tmp_path):
     assert set(per_file["Begin Path"]) == {str(synthetic / "test" / test_files[0])}
     flat = pd.read_csv(detections / "combined.csv", dtype={"recording_id": str})
     assert len(flat) == len(combined) and set(flat["species"]) == set(present)
+
+    # evaluate on the imported recordings, fit thresholds, detect with them
+    from speechbrain_rfcx.detections.events import read_thresholds
+    from speechbrain_rfcx.evaluation import main as evaluate_main
+    from speechbrain_rfcx.metrics import lwlrap
+
+    scored = tmp_path / "scored"
+    assert detect_main([str(data / "train"), "--model", str(fold), "--out",
+                        str(scored), "--threshold", "0", "--format", "csv"]) == 0  # fmt: skip
+    evaluation = tmp_path / "evaluation"
+    evaluate_main(["--reference", str(data), "--scores", str(scored / "clip_scores.csv"),
+                   "--detections", str(scored), "--out", str(evaluation),
+                   "--fit-precision", "0.5"])  # fmt: skip
+    clip = pd.read_csv(scored / "clip_scores.csv", dtype={"recording_id": str})
+    truth = np.zeros((len(clip), len(present)))
+    for row in round_trip.itertuples():
+        truth[list(clip.recording_id).index(row.recording_id), row.species_id] = 1
+    summary = (evaluation / "summary.txt").read_text()
+    assert f"lwlrap {lwlrap(truth, clip.iloc[:, 1:].to_numpy()):.4f}" in summary
+    assert "events (collar 0.5 s)" in summary
+    thresholds = read_thresholds(evaluation / "thresholds.csv", len(present))
+    assert thresholds
+    calibrated = tmp_path / "calibrated"
+    assert detect_main([str(synthetic / "test"), "--model", str(fold), "--out",
+                        str(calibrated), "--thresholds",
+                        str(evaluation / "thresholds.csv"), "--combine"]) == 0  # fmt: skip
+    kept = pd.read_csv(calibrated / "combined.csv")
+    for row in kept.itertuples():
+        assert row.score >= thresholds.get(row.species_id, 0.5) - 1e-6
