@@ -12,7 +12,10 @@ a Raven selection table, an Audacity label track and/or a detections CSV
 under ``--out`` (mirroring the input tree), plus ``clip_scores.csv``: one row
 of clip probabilities per file (``recording_id`` = path under INPUT without
 the extension). With ``--combine``, also one Raven table and one CSV for the
-whole deployment (``combined.selections.txt``, ``combined.csv``). Every table is written atomically; a file
+whole deployment (``combined.selections.txt``, ``combined.csv``); with
+``--embeddings``, the first model's embedding of every window per file under
+``embeddings/`` (Parquet with pyarrow, else CSV). Every table is written
+atomically; a file
 whose tables all exist and that has a row in ``clip_scores.csv`` is skipped on
 a rerun, so an interrupted folder resumes where it stopped. Unreadable files
 are reported on stderr and skipped; the exit status is 0 when every file was
@@ -33,17 +36,21 @@ from tqdm import tqdm
 
 from speechbrain_rfcx import __version__
 from speechbrain_rfcx._io import remove_stale_temporaries
+from speechbrain_rfcx._optional import require
 from speechbrain_rfcx.runs import (
+    EMBEDDING_FORMATS,
     OUTPUT_SUFFIXES,
     SUMMARY_FILE,
     ClipScoreJournal,
     check_unique_stems,
     claim_output_folder,
+    default_embedding_format,
     detector_fingerprint,
     find_audio_files,
     output_paths,
     score_files,
     write_combined_tables,
+    write_embeddings,
     write_outputs,
 )
 
@@ -257,6 +264,18 @@ def detect_main(argv=None):
         "Begin Path and File Offset (s)) and one CSV (combined.csv) for all files",
     )
     parser.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="also the first model's embedding of every window (--window, "
+        "--hop) per file, under OUT/embeddings/ (one more pass per file)",
+    )
+    parser.add_argument(
+        "--embeddings-format",
+        choices=EMBEDDING_FORMATS,
+        help="parquet (needs pyarrow: pip install speechbrain-rfcx[parquet]) or "
+        "csv; default parquet when pyarrow is installed",
+    )
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="score every file again when --out holds outputs of other models "
@@ -266,6 +285,9 @@ def detect_main(argv=None):
     args = parser.parse_args(argv)
     try:
         formats = parse_formats(args.format)
+        args.embeddings_format = _embeddings_format(args)
+        if args.plot:
+            require("matplotlib", "plot", "--plot")
         if not 0.0 <= args.threshold <= 1.0:
             raise ValueError(f"--threshold must lie in [0, 1], got {args.threshold}")
         from speechbrain_rfcx.detections.events import check_event_options
@@ -306,6 +328,18 @@ def detect_main(argv=None):
     return run_detection(args, files, detectors, formats, threshold, options)
 
 
+def _embeddings_format(args):
+    """The embeddings' file format, or None without ``--embeddings``."""
+    if not args.embeddings:
+        if args.embeddings_format:
+            raise ValueError("--embeddings-format needs --embeddings")
+        return None
+    kind = args.embeddings_format or default_embedding_format()
+    if kind == "parquet":
+        require("pyarrow", "parquet", "--embeddings-format parquet")
+    return kind
+
+
 def run_detection(args, files, detectors, formats, threshold, options):
     """Scores ``files`` and writes their tables; returns the exit status."""
     from speechbrain_rfcx.detections.events import frames_to_detections, full_bands
@@ -323,15 +357,22 @@ def run_detection(args, files, detectors, formats, threshold, options):
     failures, skipped, todo = [], 0, []
     journal = ClipScoreJournal(os.path.join(args.out, SUMMARY_FILE), n_classes)
     stems = [os.path.splitext(relative)[0] for relative in files]
+    kind = args.embeddings_format
+    embed = None
+    if kind:
+        embed = {"window": args.window, "hop": args.hop, "batch_size": args.batch_size}
+        window = float(
+            detectors[0].hparams.window if args.window is None else args.window
+        )
     try:
         for relative, stem in zip(files, stems):
-            outputs = output_paths(args.out, stem, formats, args.plot)
+            outputs = output_paths(args.out, stem, formats, args.plot, kind)
             if journal.done(stem, outputs.values()):
                 skipped += 1
             else:
                 todo.append(relative)
         paths = [os.path.join(root, relative) for relative in todo]
-        scored = score_files(detectors, paths, options, args.num_workers)
+        scored = score_files(detectors, paths, options, args.num_workers, embed)
         for relative, path, (result, error) in tqdm(
             zip(todo, paths, scored),
             desc="rfcx-detect",
@@ -362,7 +403,15 @@ def run_detection(args, files, detectors, formats, threshold, options):
                 "frame_times": result["frame_times"],
                 "title": relative,
             }
-            outputs = output_paths(args.out, stem, formats, args.plot)
+            outputs = output_paths(args.out, stem, formats, args.plot, kind)
+            if kind:
+                write_embeddings(
+                    outputs.pop("embeddings"),
+                    stem,
+                    os.path.abspath(path),
+                    result["embeddings"],
+                    window,
+                )
             write_outputs(outputs, detections, stem, names, plot, os.path.abspath(path))
             journal.record(stem, result["clip_probs"])
     finally:

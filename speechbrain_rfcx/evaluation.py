@@ -36,6 +36,7 @@ import pandas as pd
 
 from speechbrain_rfcx import __version__
 from speechbrain_rfcx._io import write_atomically
+from speechbrain_rfcx._optional import require
 from speechbrain_rfcx.data.annotations import (
     RFCX_COLUMNS,
     SPECIES_FILE,
@@ -401,6 +402,8 @@ def main(argv=None):
             raise ValueError(f"--threshold must lie in [0, 1], got {args.threshold}")
         if args.collar < 0:
             raise ValueError(f"--collar must be >= 0, got {args.collar}")
+        if args.plot:
+            require("matplotlib", "plot", "--plot")
         if args.fit_precision is not None and not 0 < args.fit_precision <= 1:
             raise ValueError(
                 f"--fit-precision must lie in (0, 1], got {args.fit_precision}"

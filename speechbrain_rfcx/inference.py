@@ -322,6 +322,59 @@ def iter_window_batches(path, sample_rate, window, hop, batch_size=16, offset=0.
         yield torch.tensor(starts, dtype=torch.float64) / sample_rate, windows, lens
 
 
+def window_embeddings(
+    model, path, sample_rate, window, hop, batch_size=16, device="cpu"
+):
+    """The model's ``embedding`` of every sliding window of an audio file.
+
+    Arguments
+    ---------
+    model : torch.nn.Module
+        Keeps the model contract (an ``embedding`` output, (B, D)).
+    path : str or AudioFile or AudioTensor
+        The recording.
+    sample_rate : int
+        The model's rate.
+    window, hop : float
+        Seconds.
+    batch_size : int
+        Windows per forward.
+    device : str
+        Where the model runs.
+
+    Returns
+    -------
+    dict
+        ``starts`` (W,) window starts in seconds and ``embeddings`` (W, D),
+        float32 numpy arrays, and ``duration``: the recording's length in
+        seconds (the last window may run past it, zero padded).
+
+    Example
+    -------
+    >>> class Energy(torch.nn.Module):
+    ...     def forward(self, wavs, lens):
+    ...         return {"embedding": wavs.pow(2).mean(1, keepdim=True)}
+    >>> audio = AudioTensor(torch.ones(1000), 100)  # 10 s
+    >>> out = window_embeddings(Energy(), audio, 100, window=4.0, hop=3.0)
+    >>> out["starts"].tolist(), out["embeddings"].shape, out["duration"]
+    ([0.0, 3.0, 6.0], (3, 1), 10.0)
+    """
+    audio = as_audio(path, sample_rate)
+    starts, embeddings = [], []
+    with torch.no_grad():
+        for batch_starts, windows, lens in iter_window_batches(
+            audio, sample_rate, window, hop, batch_size
+        ):
+            out = model(windows.to(device), lens.to(device))
+            embeddings.append(out["embedding"].float().cpu().numpy())
+            starts.append(batch_starts.numpy())
+    return {
+        "starts": np.concatenate(starts),
+        "embeddings": np.concatenate(embeddings).astype(np.float32),
+        "duration": float(audio.duration),
+    }
+
+
 class _Piece(NamedTuple):
     """Scores of some windows of one source, for :func:`score_audio`."""
 

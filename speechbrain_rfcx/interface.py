@@ -33,7 +33,7 @@ from speechbrain.utils.autocast import AMPConfig, TorchAutocast
 from speechbrain.utils.checkpoints import Checkpointer
 
 from speechbrain_rfcx._io import write_atomically
-from speechbrain_rfcx.inference import average_results, score_file
+from speechbrain_rfcx.inference import average_results, score_file, window_embeddings
 from speechbrain_rfcx.models.fusion import fold_batch_norms
 
 EXPORT_YAML = "detector.yaml"
@@ -573,6 +573,32 @@ class SpeciesDetector(Pretrained):
                 device=self.device,
                 **options,
             )
+
+    def embed_file(self, path, window=None, hop=None, batch_size=16):
+        """The model's embedding of every sliding window of one audio file.
+
+        Arguments
+        ---------
+        path : str
+            Audio file (downmixed, resampled to the model's rate).
+        window, hop : float, optional
+            Seconds; default: the training validation windows.
+        batch_size : int
+            Windows per forward.
+
+        Returns
+        -------
+        dict
+            ``starts`` (W,) seconds and ``embeddings`` (W, D), as
+            :func:`speechbrain_rfcx.inference.window_embeddings`.
+        """
+        window = float(self.hparams.window if window is None else window)
+        hop = float(self.hparams.hop if hop is None else hop)
+        with self._precision_context():
+            return window_embeddings(
+                self.scoring_model, str(path), self.sample_rate, window, hop,
+                batch_size, self.device,
+            )  # fmt: skip
 
 
 def ensemble_detect_file(detectors, path, **kwargs):

@@ -7,7 +7,8 @@ usable from Python too:
   an input file or folder;
 * :func:`score_files`: ensemble scores of many files, a few in flight at once;
 * :func:`write_outputs`: a recording's tables (Raven, Audacity, CSV) and
-  plot, atomically;
+  plot, atomically; :func:`write_embeddings`: its per-window embeddings
+  (Parquet, or CSV without pyarrow);
 * :class:`ClipScoreJournal`: ``clip_scores.csv``, one row per scored file,
   appended as files finish, so that a rerun skips the files already done;
 * :func:`claim_output_folder`: the record of what made an output folder's
@@ -37,6 +38,16 @@ PLOT_SUFFIX = ".png"
 SUMMARY_FILE = "clip_scores.csv"
 RUN_RECORD = "rfcx_detect_run.json"
 COMBINED_PREFIX = "combined"
+EMBEDDINGS_FOLDER = "embeddings"
+EMBEDDING_FORMATS = ("parquet", "csv")
+
+
+def default_embedding_format():
+    """``"parquet"`` when pyarrow is installed (``pip install
+    speechbrain-rfcx[parquet]``), else ``"csv"``."""
+    from speechbrain_rfcx._optional import installed
+
+    return "parquet" if installed("pyarrow") else "csv"
 
 
 def find_audio_files(input_path):
@@ -100,14 +111,17 @@ def check_unique_stems(files):
         seen[stem] = relative
 
 
-def score_files(detectors, paths, options, workers=1):
+def score_files(detectors, paths, options, workers=1, embed=None):
     """Ensemble results of ``paths``, in order, scoring ``workers`` files at once.
 
     Files are scored in threads (torch and the audio decoder release the
     GIL), so one file is decoded while another is computed. At most
     ``workers + 1`` files are in flight: memory does not grow with the number
     of files. A file that cannot be read gives its ``AudioError`` instead of
-    a result.
+    a result. With ``embed`` (keyword arguments of
+    :meth:`~speechbrain_rfcx.interface.SpeciesDetector.embed_file`), each
+    result also holds ``"embeddings"``: the first model's window embeddings,
+    computed in the same thread.
 
     Yields
     ------
@@ -121,7 +135,10 @@ def score_files(detectors, paths, options, workers=1):
 
     def score(path):
         try:
-            return ensemble_detect_file(detectors, path, **options), None
+            result = ensemble_detect_file(detectors, path, **options)
+            if embed is not None:
+                result["embeddings"] = detectors[0].embed_file(path, **embed)
+            return result, None
         except AudioError as e:
             return None, e
 
@@ -135,19 +152,75 @@ def score_files(detectors, paths, options, workers=1):
             yield pending.popleft().result()
 
 
-def output_paths(out, stem, formats, plot=False):
-    """The files a run writes for one recording, by format (``"plot"``: PNG).
+def output_paths(out, stem, formats, plot=False, embeddings=None):
+    """The files a run writes for one recording, by format (``"plot"``: PNG,
+    ``"embeddings"``: under ``embeddings/``, in the format named).
 
     Example
     -------
     >>> output_paths("out", "site/a", ["raven", "csv"], plot=True)
     {'raven': 'out/site/a.Table.1.selections.txt', 'csv': 'out/site/a.detections.csv', 'plot': 'out/site/a.png'}
+    >>> output_paths("out", "site/a", [], embeddings="parquet")
+    {'embeddings': 'out/embeddings/site/a.parquet'}
     """
     base = os.path.join(out, stem)
     paths = {name: base + OUTPUT_SUFFIXES[name] for name in formats}
     if plot:
         paths["plot"] = base + PLOT_SUFFIX
+    if embeddings:
+        paths["embeddings"] = os.path.join(
+            out, EMBEDDINGS_FOLDER, f"{stem}.{embeddings}"
+        )
     return paths
+
+
+def write_embeddings(path, recording_id, file, embedded, window):
+    """One recording's window embeddings as a table, written atomically.
+
+    Columns: ``recording_id``, ``file``, ``start_s``, ``end_s`` (the window,
+    cut at the recording's end), ``e0 .. e{D-1}``; one row per window.
+    Parquet (needs pyarrow) or CSV, by the extension of ``path``; both read
+    with ``pandas.read_parquet`` / ``pandas.read_csv``.
+
+    Arguments
+    ---------
+    path : str
+        ``.parquet`` or ``.csv`` file.
+    recording_id, file : str
+        The recording's id (path under the input without extension) and
+        its audio file.
+    embedded : dict
+        :func:`speechbrain_rfcx.inference.window_embeddings`.
+    window : float
+        Window length in seconds.
+
+    Example
+    -------
+    >>> import tempfile, numpy as np, pandas as pd
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.csv")
+    >>> embedded = {"starts": np.array([0.0, 3.0]), "duration": 5.0,
+    ...             "embeddings": np.ones((2, 3), dtype="float32")}
+    >>> write_embeddings(path, "a", "/data/a.flac", embedded, window=4.0)
+    >>> pd.read_csv(path)[["start_s", "end_s", "e2"]].values.tolist()
+    [[0.0, 4.0, 1.0], [3.0, 5.0, 1.0]]
+    """
+    import numpy as np
+    import pandas as pd
+
+    starts = np.asarray(embedded["starts"], dtype=np.float64)
+    vectors = np.asarray(embedded["embeddings"], dtype=np.float32)
+    table = pd.DataFrame(vectors, columns=[f"e{i}" for i in range(vectors.shape[1])])
+    table.insert(0, "end_s", np.minimum(starts + window, embedded["duration"]))
+    table.insert(0, "start_s", starts)
+    table.insert(0, "file", file)
+    table.insert(0, "recording_id", recording_id)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    if path.endswith(".parquet"):
+        stream = io.BytesIO()
+        table.to_parquet(stream, index=False)
+        write_atomically(path, stream.getvalue())
+    else:
+        write_atomically(path, table.to_csv(index=False))
 
 
 def write_outputs(
@@ -331,7 +404,12 @@ def claim_output_folder(out, record, overwrite=False):
             )
     if os.path.isfile(summary):  # --overwrite: drop the earlier run's outputs
         for stem in ClipScoreJournal._read(summary):
-            for output in output_paths(out, stem, OUTPUT_SUFFIXES, plot=True).values():
+            outputs = list(output_paths(out, stem, OUTPUT_SUFFIXES, plot=True).values())
+            outputs += [
+                output_paths(out, stem, [], embeddings=kind)["embeddings"]
+                for kind in EMBEDDING_FORMATS
+            ]
+            for output in outputs:
                 if os.path.isfile(output):
                     os.remove(output)
         os.remove(summary)

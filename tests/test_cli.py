@@ -27,7 +27,8 @@ BANDS = {0: (80.0, 120.0), 1: (180.0, 230.0)}
 
 
 class TwoTones(torch.nn.Module):
-    """Frame logit of class c: 20 * (amplitude of its tone in a 0.1 s frame - 0.4)."""
+    """Frame logit of class c: 20 * (amplitude of its tone in a 0.1 s frame - 0.4);
+    embedding: the two tones' mean amplitudes over the window."""
 
     autocast_seen = []  # the CPU autocast dtype of every call (None: off)
 
@@ -37,7 +38,11 @@ class TwoTones(torch.nn.Module):
         frames = wavs[:, : wavs.shape[1] // 100 * 100].reshape(wavs.shape[0], -1, 100)
         amplitude = torch.fft.rfft(frames).abs()[..., [10, 20]] * 2 / 100
         logits = 20.0 * (amplitude - 0.4)
-        return {"clip_logits": logits.amax(1), "frame_logits": logits}
+        return {
+            "clip_logits": logits.amax(1),
+            "frame_logits": logits,
+            "embedding": amplitude.mean(1),
+        }
 
 
 @pytest.fixture
@@ -147,6 +152,87 @@ def test_rerun_skips_finished_files(
     status, _ = _detect(capsys, audio_dir, "--model", model_dir, "--out", out)
     assert status == 0 and scored == ["a.wav"] and table.is_file()
     assert len(pd.read_csv(out / "clip_scores.csv")) == 2
+
+
+def test_embeddings_per_window_in_parquet_or_csv_and_resumed(
+    audio_dir, model_dir, tmp_path, capsys, monkeypatch
+):
+    (audio_dir / "site" / "broken.flac").unlink()
+    out = tmp_path / "out"
+    status, _ = _detect(
+        capsys, audio_dir, "--model", model_dir, "--out", out, "--embeddings"
+    )
+    assert status == 0
+    table = pd.read_parquet(out / "embeddings" / "a.parquet")
+    assert list(table.columns) == [
+        "recording_id",
+        "file",
+        "start_s",
+        "end_s",
+        "e0",
+        "e1",
+    ]
+    assert set(table["recording_id"]) == {"a"}
+    assert table["file"].iloc[0] == str(audio_dir / "a.wav")
+    assert list(table["start_s"]) == [0.0, 1.0, 2.0, 3.0]  # window 2 s, hop 1 s
+    assert list(table["end_s"]) == [2.0, 3.0, 4.0, 5.0]
+    # the species-0 tone lasts 1.0-2.5 s: 0.8 amplitude over 1.5 s of the
+    # window at 1 s, 0.5 s of the window at 2 s, none at 3 s
+    np.testing.assert_allclose(table["e0"], [0.4, 0.6, 0.2, 0.0], atol=0.02)
+    np.testing.assert_allclose(table["e1"], 0.0, atol=0.02)
+    b = pd.read_parquet(out / "embeddings" / "site" / "b.parquet")
+    assert b["e1"].iloc[3] > 0.35 and b["recording_id"].iloc[0] == "site/b"
+
+    # CSV instead of Parquet: the same numbers
+    status, _ = _detect(
+        capsys, audio_dir, "--model", model_dir, "--out", tmp_path / "csv",
+        "--embeddings", "--embeddings-format", "csv",
+    )  # fmt: skip
+    assert status == 0
+    as_csv = pd.read_csv(tmp_path / "csv" / "embeddings" / "a.csv")
+    np.testing.assert_allclose(as_csv[["e0", "e1"]], table[["e0", "e1"]], atol=1e-6)
+
+    # a run killed before one file's embeddings were written redoes that file only
+    scored = []
+    real = interface.ensemble_detect_file
+    monkeypatch.setattr(
+        interface,
+        "ensemble_detect_file",
+        lambda d, path, **kw: (
+            scored.append(os.path.basename(path)) or real(d, path, **kw)
+        ),
+    )
+    (out / "embeddings" / "a.parquet").unlink()
+    status, _ = _detect(
+        capsys, audio_dir, "--model", model_dir, "--out", out, "--embeddings"
+    )
+    assert status == 0 and scored == ["a.wav"]
+    assert (out / "embeddings" / "a.parquet").is_file()
+
+
+def test_embeddings_format_errors(audio_dir, model_dir, tmp_path, capsys, monkeypatch):
+    args = [audio_dir, "--model", model_dir, "--out", tmp_path / "out"]
+    with pytest.raises(SystemExit):
+        _detect(capsys, *args, "--embeddings-format", "csv")
+    assert "--embeddings-format needs --embeddings" in capsys.readouterr().err
+    # without pyarrow (and matplotlib): CSV by default, Parquet and plots refused
+    import speechbrain_rfcx._optional as optional
+
+    real = optional.installed
+    monkeypatch.setattr(
+        optional, "installed", lambda m: m not in ("pyarrow", "matplotlib") and real(m)
+    )
+    assert runs.default_embedding_format() == "csv"
+    with pytest.raises(SystemExit):
+        _detect(capsys, *args, "--embeddings", "--embeddings-format", "parquet")
+    assert (
+        "needs pyarrow: pip install 'speechbrain-rfcx[parquet]'"
+        in capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit):
+        _detect(capsys, *args, "--plot")
+    assert "--plot needs matplotlib" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.filterwarnings("ignore:At least one mel filterbank")  # 1 kHz audio
