@@ -48,8 +48,8 @@ bench-infer: venv
 	$(BIN)/python benchmarks/inference.py $(ARGS)
 
 lint: venv
-	$(BIN)/ruff check speechbrain_rfcx tests recipes benchmarks
-	$(BIN)/ruff format --check speechbrain_rfcx tests recipes benchmarks
+	$(BIN)/ruff check speechbrain_rfcx hparams tests recipes benchmarks
+	$(BIN)/ruff format --check speechbrain_rfcx hparams tests recipes benchmarks
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache
