@@ -45,8 +45,10 @@ from speechbrain_rfcx.runs import (
     check_unique_stems,
     claim_output_folder,
     default_embedding_format,
+    detection_ranks,
     detector_fingerprint,
     find_audio_files,
+    gather_lists,
     output_paths,
     score_files,
     write_combined_tables,
@@ -192,10 +194,13 @@ def _load_detectors(args):
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = args.device
+    if device == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: a GPU per rank
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
     folders = [folder for group in args.model for folder in group]
     detectors = [
         SpeciesDetector.from_hparams(
-            folder, run_opts={"device": args.device, "precision": args.precision}
+            folder, run_opts={"device": device, "precision": args.precision}
         )
         for folder in folders
     ]
@@ -301,7 +306,9 @@ def detect_main(argv=None):
             raise ValueError(f"input {args.input} holds no audio files")
         check_unique_stems(files)
         make_output_folder(args.out, "--out")
-        remove_stale_temporaries(args.out)  # left by a run killed mid-write
+        rank, world = detection_ranks()  # under torchrun: joins the other ranks
+        if rank == 0:
+            remove_stale_temporaries(args.out)  # left by a run killed mid-write
         detectors = _load_detectors(args)
         n_classes = int(detectors[0].hparams.n_classes)
         threshold = args.threshold
@@ -310,22 +317,29 @@ def detect_main(argv=None):
 
             threshold = read_thresholds(args.thresholds, n_classes)
         options = _detect_options(args, detectors)
-        claim_output_folder(
-            args.out,
-            {
-                "version": __version__,
-                "models": [detector_fingerprint(d) for d in detectors],
-                "threshold": threshold,
-                "min_duration": args.min_duration,
-                "merge_gap": args.merge_gap,
-                "precision": args.precision,
-                **{k: v for k, v in options.items() if k != "batch_size"},
-            },
-            overwrite=args.overwrite,
-        )
+        record = {
+            "version": __version__,
+            "models": [detector_fingerprint(d) for d in detectors],
+            "threshold": threshold,
+            "min_duration": args.min_duration,
+            "merge_gap": args.merge_gap,
+            "precision": args.precision,
+            **{k: v for k, v in options.items() if k != "batch_size"},
+        }
+        refused = None
+        if rank == 0:
+            try:
+                claim_output_folder(args.out, record, overwrite=args.overwrite)
+            except ValueError as e:
+                refused = str(e)
+        refused = gather_lists([refused])[0]  # rank 0's answer, on every rank
+        if refused:
+            raise ValueError(refused)
     except (ValueError, FileNotFoundError) as e:
         parser.error(str(e))
-    return run_detection(args, files, detectors, formats, threshold, options)
+    return run_detection(
+        args, files, detectors, formats, threshold, options, rank, world
+    )
 
 
 def _embeddings_format(args):
@@ -340,8 +354,12 @@ def _embeddings_format(args):
     return kind
 
 
-def run_detection(args, files, detectors, formats, threshold, options):
-    """Scores ``files`` and writes their tables; returns the exit status."""
+def run_detection(args, files, detectors, formats, threshold, options, rank=0, world=1):
+    """Scores ``files`` and writes their tables; returns the exit status.
+
+    With ``world`` ranks (``torchrun``), rank 0 finds the files still to do
+    and each rank scores every ``world``-th of them; rank 0 then merges the
+    clip scores and writes the combined tables."""
     from speechbrain_rfcx.detections.events import frames_to_detections, full_bands
 
     single_file = os.path.isfile(args.input)
@@ -355,7 +373,9 @@ def run_detection(args, files, detectors, formats, threshold, options):
     )
     names = detectors[0].class_names
     failures, skipped, todo = [], 0, []
-    journal = ClipScoreJournal(os.path.join(args.out, SUMMARY_FILE), n_classes)
+    journal = ClipScoreJournal(
+        os.path.join(args.out, SUMMARY_FILE), n_classes, rank if world > 1 else None
+    )
     stems = [os.path.splitext(relative)[0] for relative in files]
     kind = args.embeddings_format
     embed = None
@@ -365,20 +385,25 @@ def run_detection(args, files, detectors, formats, threshold, options):
             detectors[0].hparams.window if args.window is None else args.window
         )
     try:
-        for relative, stem in zip(files, stems):
-            outputs = output_paths(args.out, stem, formats, args.plot, kind)
-            if journal.done(stem, outputs.values()):
-                skipped += 1
-            else:
-                todo.append(relative)
+        if rank == 0:
+            for relative, stem in zip(files, stems):
+                outputs = output_paths(args.out, stem, formats, args.plot, kind)
+                if journal.done(stem, outputs.values()):
+                    skipped += 1
+                else:
+                    todo.append(relative)
+            if world > 1:
+                journal.keep_done(stems)
+        todo = gather_lists([todo])[0][rank::world]  # rank 0's list: a share each
         paths = [os.path.join(root, relative) for relative in todo]
         scored = score_files(detectors, paths, options, args.num_workers, embed)
         for relative, path, (result, error) in tqdm(
             zip(todo, paths, scored),
-            desc="rfcx-detect",
+            desc="rfcx-detect" if world == 1 else f"rfcx-detect rank {rank}/{world}",
             unit="file",
             total=len(todo),
             file=sys.stderr,
+            disable=rank > 0,
         ):
             if error is not None:
                 tqdm.write(f"rfcx-detect: skipped {path}: {error}", file=sys.stderr)
@@ -416,6 +441,9 @@ def run_detection(args, files, detectors, formats, threshold, options):
             journal.record(stem, result["clip_probs"])
     finally:
         journal.close()
+    failures = gather_lists(failures)  # waits for every rank
+    if rank > 0:
+        return EXIT_FAILURES if failures else 0
     journal.close(stems)
     if args.combine:
         tables = write_combined_tables(args.out, root, files, formats, names)

@@ -11,12 +11,15 @@ usable from Python too:
   (Parquet, or CSV without pyarrow);
 * :class:`ClipScoreJournal`: ``clip_scores.csv``, one row per scored file,
   appended as files finish, so that a rerun skips the files already done;
+* :func:`detection_ranks` and :func:`gather_lists`: a run shared by the
+  processes of ``torchrun`` (each takes every N-th file still to do);
 * :func:`claim_output_folder`: the record of what made an output folder's
   files (``rfcx_detect_run.json``), so that a rerun never mixes outputs of
   other models or settings with its own.
 """
 
 import csv
+import glob
 import io
 import json
 import os
@@ -396,14 +399,15 @@ def claim_output_folder(out, record, overwrite=False):
                 f"({'; '.join(changed)}); choose another --out, or pass "
                 "--overwrite to score every file again"
             )
-        if os.path.isfile(summary):
+        if os.path.isfile(summary) or ClipScoreJournal.part_paths(summary):
             raise ValueError(
                 f"{out} holds {SUMMARY_FILE} but no {RUN_RECORD} saying what made "
                 "it; choose another --out, or pass --overwrite to score every "
                 "file again"
             )
-    if os.path.isfile(summary):  # --overwrite: drop the earlier run's outputs
-        for stem in ClipScoreJournal._read(summary):
+    earlier = ClipScoreJournal.read_all(summary)
+    if earlier:  # --overwrite: drop the earlier run's outputs
+        for stem in earlier:
             outputs = list(output_paths(out, stem, OUTPUT_SUFFIXES, plot=True).values())
             outputs += [
                 output_paths(out, stem, [], embeddings=kind)["embeddings"]
@@ -412,7 +416,9 @@ def claim_output_folder(out, record, overwrite=False):
             for output in outputs:
                 if os.path.isfile(output):
                     os.remove(output)
-        os.remove(summary)
+        for journal in [summary] + ClipScoreJournal.part_paths(summary):
+            if os.path.isfile(journal):
+                os.remove(journal)
     write_record(path, record)
     return not overwrite
 
@@ -451,12 +457,18 @@ class ClipScoreJournal:
     them; a rerun finds the files already done (:meth:`done`) and
     :meth:`close` rewrites the file atomically in input order.
 
+    Under ``torchrun`` each rank appends to a part file of its own
+    (``clip_scores.part<rank>.csv``, opened at its first row); rank 0 reads
+    them all back when it closes with the run's files, and removes them.
+
     Arguments
     ---------
     path : str
         The CSV file (``recording_id,s0..s{C-1}``).
     n_classes : int
         Number of species.
+    rank : int, optional
+        This process's rank in a run of several (None: the only process).
 
     Example
     -------
@@ -476,21 +488,33 @@ class ClipScoreJournal:
     <BLANKLINE>
     """
 
-    def __init__(self, path, n_classes):
+    def __init__(self, path, n_classes, rank=None):
         from speechbrain_rfcx.data.annotations import species_columns
 
         self.path = path
+        self.rank = rank
         self.header = ["recording_id"] + species_columns(n_classes)
-        self.previous = self._read(path)
+        self.previous = self.read_all(path)
         self.rows = {}
-        self._file = open(path, "a", encoding="utf-8", newline="")
-        self._writer = csv.writer(self._file)
-        if self._file.tell() == 0:
-            self._writer.writerow(self.header)
+        self._file = None
+
+    @staticmethod
+    def part_paths(path):
+        """The part files of ``path`` that ranks of a run have written."""
+        stem, extension = os.path.splitext(path)
+        return sorted(glob.glob(glob.escape(stem) + ".part*" + extension))
+
+    @classmethod
+    def read_all(cls, path):
+        """Rows of earlier (possibly interrupted) runs, by file: ``path`` and
+        its part files."""
+        rows = {}
+        for source in [path] + cls.part_paths(path):
+            rows.update(cls._read(source))
+        return rows
 
     @staticmethod
     def _read(path):
-        """Clip-score rows of an earlier (possibly interrupted) run, by file."""
         rows = {}
         if not os.path.isfile(path):
             return rows
@@ -512,26 +536,88 @@ class ClipScoreJournal:
 
     def record(self, stem, clip_probs):
         """Append the clip probabilities of a scored file."""
+        if self._file is None:
+            base, extension = os.path.splitext(self.path)
+            part = (
+                self.path if self.rank is None else f"{base}.part{self.rank}{extension}"
+            )
+            self._file = open(part, "a", encoding="utf-8", newline="")
+            self._writer = csv.writer(self._file)
+            if self._file.tell() == 0:
+                self._writer.writerow(self.header)
         row = [stem] + [f"{p:.6f}" for p in clip_probs]
         self._writer.writerow(row)
         self._file.flush()
         self.rows[stem] = row
 
+    def keep_done(self, stems):
+        """Rewrite the file with the rows :meth:`done` kept (in the order of
+        ``stems``) and remove the part files: what rank 0 does before the
+        ranks of a run start, so that part files hold this run's rows only."""
+        self._write(stems, self.rows)
+
     def close(self, stems=None):
         """Stop appending; with ``stems``, rewrite the file in their order,
-        one row per scored file."""
-        if not self._file.closed:
+        one row per scored file (with a ``rank``: the rows of every rank)."""
+        if self._file is not None and not self._file.closed:
             self._file.close()
         if stems is None:
             return
+        rows = dict(self.rows)
+        if self.rank is not None:
+            for part in self.part_paths(self.path):
+                rows.update(self._read(part))
+        self._write(stems, rows)
+
+    def _write(self, stems, rows):
         stream = io.StringIO()
         writer = csv.writer(stream, lineterminator="\n")
         writer.writerow(self.header)
-        writer.writerows(self.rows[stem] for stem in stems if stem in self.rows)
+        writer.writerows(rows[stem] for stem in stems if stem in rows)
         write_atomically(self.path, stream.getvalue())
+        for part in self.part_paths(self.path):
+            os.remove(part)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def detection_ranks():
+    """``(rank, world_size)`` of this process: ``torchrun``'s ``RANK`` and
+    ``WORLD_SIZE``, ``(0, 1)`` without it.
+
+    Under ``torchrun`` the process joins the run's process group (gloo: only
+    file lists travel between ranks; the models run where ``--device`` says).
+
+    Example
+    -------
+    >>> "WORLD_SIZE" in os.environ or detection_ranks() == (0, 1)
+    True
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        from speechbrain.utils.distributed import (
+            ddp_init_group,
+            is_distributed_initialized,
+        )
+
+        if not is_distributed_initialized():
+            ddp_init_group({"distributed_backend": "gloo"})
+    return int(os.environ.get("RANK", "0")), world
+
+
+def gather_lists(items):
+    """Every rank's ``items``, concatenated in rank order, on every rank (a
+    barrier too); ``items`` itself in a single process."""
+    from speechbrain.utils.distributed import is_distributed_initialized
+
+    if not is_distributed_initialized():
+        return list(items)
+    import torch.distributed
+
+    gathered = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, list(items))
+    return [item for part in gathered for item in part]

@@ -29,6 +29,7 @@ import speechbrain_rfcx.cli as cli
 from speechbrain_rfcx.data.audio import AudioError
 from speechbrain_rfcx.detections.tables import read_raven_table
 from speechbrain_rfcx.interface import ModelFolderError, SpeciesDetector
+from speechbrain_rfcx.runs import ClipScoreJournal
 
 RATE = 1000  # the stand-in model's rate
 FREQS = (100.0, 200.0)
@@ -467,9 +468,8 @@ def _output_files(folder):
     }
 
 
-def test_a_killed_detection_resumes_to_the_same_outputs(standin_path, tmp_path, capsys):
-    model = export_standin(tmp_path / "model", delay=0.3)  # 0.3 s per file
-    folder = tmp_path / "in"
+def _recordings(folder):
+    """Twelve 3 s recordings (one in a subfolder for every third), a tone each."""
     (folder / "site").mkdir(parents=True)
     rng = np.random.default_rng(5)
     names = [f"r{i:02d}.wav" for i in range(8)] + [f"site/s{i}.flac" for i in range(4)]
@@ -478,42 +478,63 @@ def test_a_killed_detection_resumes_to_the_same_outputs(standin_path, tmp_path, 
         wav = tones(3.0, [(species, start, start + 1.0)])
         wav += 0.05 * rng.standard_normal(len(wav))
         sf.write(folder / name, wav, RATE, subtype="PCM_16")
-    options = ["--model", model, "--format", "raven,csv,audacity"]
+    return names
 
+
+def _detect_command(standin_path, launcher=()):
+    """``rfcx-detect`` as a user runs it (behind ``launcher``, e.g. torchrun)
+    and the environment that finds the stand-in model."""
     script = os.path.join(os.path.dirname(sys.executable), "rfcx-detect")
-    command = [script] if os.path.isfile(script) else [
-        sys.executable, "-c", "from speechbrain_rfcx.cli import detect; detect()"
-    ]  # fmt: skip
+    if not os.path.isfile(script):
+        script = os.path.join(standin_path, "rfcx_detect_script.py")
+        with open(script, "w") as f:
+            f.write("from speechbrain_rfcx.cli import detect\ndetect()\n")
+        command = [sys.executable, script]
+    else:
+        command = [script]
+    if launcher:
+        command = [*launcher, command[-1]]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [standin_path, os.environ.get("PYTHONPATH", "")]
     ))  # fmt: skip
-    killed = tmp_path / "killed"
+    return command, env
+
+
+def _kill_when_written(command, env, out, n_tables):
+    """Start ``command`` and kill it (its whole process group) once ``out``
+    holds ``n_tables`` label tracks; returns how many it had written."""
     process = subprocess.Popen(
-        command + [str(folder), "--out", str(killed)] + [str(o) for o in options],
+        command,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     try:
-        while len(list(killed.rglob("*.labels.txt"))) < 3:
+        while len(list(out.rglob("*.labels.txt"))) < n_tables:
             assert process.poll() is None, "rfcx-detect ended before it was killed"
             assert time.monotonic() < deadline, "rfcx-detect wrote no outputs"
             time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
     finally:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    assert process.returncode == -signal.SIGKILL
-    done_before = len(list(killed.rglob("*.labels.txt")))
+    return len(list(out.rglob("*.labels.txt")))
+
+
+def test_a_killed_detection_resumes_to_the_same_outputs(standin_path, tmp_path, capsys):
+    model = export_standin(tmp_path / "model", delay=0.3)  # 0.3 s per file
+    folder = tmp_path / "in"
+    names = _recordings(folder)
+    options = ["--model", model, "--format", "raven,csv,audacity"]
+    command, env = _detect_command(standin_path)
+    killed = tmp_path / "killed"
+    arguments = [str(folder), "--out", str(killed)] + [str(o) for o in options]
+    done_before = _kill_when_written(command + arguments, env, killed, 3)
     assert 3 <= done_before < len(names)
 
     resumed = subprocess.run(
-        command + [str(folder), "--out", str(killed)] + [str(o) for o in options],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        command + arguments, env=env, capture_output=True, text=True, timeout=120
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "already done" in resumed.stderr  # the finished files were skipped
@@ -528,6 +549,46 @@ def test_a_killed_detection_resumes_to_the_same_outputs(standin_path, tmp_path, 
     # three tables each, clip_scores.csv and the record of the run
     assert len(expected) == 3 * len(names) + 2
     got = _output_files(killed)
+    assert sorted(got) == sorted(expected)
+    for name, data in expected.items():
+        assert got[name] == data, name
+
+
+def test_two_torchrun_ranks_killed_and_resumed_equal_one_process(
+    standin_path, tmp_path, capsys
+):
+    model = export_standin(tmp_path / "model", delay=0.3)
+    folder = tmp_path / "in"
+    names = _recordings(folder)
+    (folder / "site" / "broken.wav").write_bytes(b"RIFF not really")
+    options = ["--model", model, "--format", "raven,csv,audacity", "--combine"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node=2"]  # fmt: skip
+    command, env = _detect_command(standin_path, torchrun)
+    shared = tmp_path / "shared"
+    arguments = [str(folder), "--out", str(shared)] + [str(o) for o in options]
+    done_before = _kill_when_written(command + arguments, env, shared, 4)
+    assert 4 <= done_before < len(names)
+    assert ClipScoreJournal.part_paths(str(shared / "clip_scores.csv"))  # per rank
+
+    resumed = subprocess.run(
+        command + arguments, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert resumed.returncode != 0  # a rank met the broken file
+    assert "broken.wav" in resumed.stderr and "already done" in resumed.stderr
+    assert f"1 of {len(names) + 1} file(s) could not be read" in resumed.stderr
+    assert not ClipScoreJournal.part_paths(str(shared / "clip_scores.csv"))
+
+    single = tmp_path / "single"
+    status = cli.detect_main(
+        [str(folder), "--out", str(single)] + [str(o) for o in options]
+    )
+    capsys.readouterr()
+    assert status == 2
+    expected = _output_files(single)
+    # three tables each, the two combined tables, clip_scores.csv, the record
+    assert len(expected) == 3 * len(names) + 4
+    got = _output_files(shared)
     assert sorted(got) == sorted(expected)
     for name, data in expected.items():
         assert got[name] == data, name
