@@ -173,7 +173,7 @@ class LogMelFeatures(nn.Module):
                 pad_mode="reflect",
                 return_complex=True,
             )[:, : self.filterbank.shape[0]]  # (B, used bins, T)
-            power = spectrum.abs().pow(2)
+            power = spectrum.real.square() + spectrum.imag.square()  # no sqrt
             mel = torch.matmul(power.transpose(1, 2), self.filterbank)  # (B, T, F)
             feats = 10.0 * torch.log10(torch.clamp(mel, min=self.amin))
             if self.top_db is not None:
