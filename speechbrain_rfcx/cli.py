@@ -173,6 +173,13 @@ def _add_model_arguments(parser):
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     parser.add_argument(
+        "--eager",
+        action="store_true",
+        help="run a timm backbone eagerly; by default, on the CPU, it runs as "
+        "frozen TorchScript, cached after the first run (faster start and "
+        "scoring, same outputs within float rounding; bf16 with --precision bf16)",
+    )
+    parser.add_argument(
         "--precision",
         choices=("fp32", "bf16", "fp16"),
         default="fp32",
@@ -200,7 +207,9 @@ def _load_detectors(args):
     folders = [folder for group in args.model for folder in group]
     detectors = [
         SpeciesDetector.from_hparams(
-            folder, run_opts={"device": device, "precision": args.precision}
+            folder,
+            run_opts={"device": device, "precision": args.precision},
+            torchscript=not args.eager,
         )
         for folder in folders
     ]

@@ -20,6 +20,7 @@ would resample to 16 kHz.
 """
 
 import io
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ EXPORT_WEIGHTS = "model.ckpt"
 TRAINING_YAML = "hyperparams.yaml"
 SETTINGS_FILE = "detector_settings.yaml"
 FOLD_PROBE_SECONDS = 1.0
+TIMM_SED_TAG = "!new:speechbrain_rfcx.models.timm_sed.TimmSED"
+logger = logging.getLogger(__name__)
 
 
 class ModelFolderError(ValueError):
@@ -233,6 +236,57 @@ def _build_model(model_yaml, path):
         ) from e
 
 
+def _load_weights(model, weights):
+    try:
+        model.load_state_dict(torch.load(weights, map_location="cpu"))
+    except Exception as e:  # torch raises many types on a corrupt or foreign file
+        raise ModelFolderError(
+            f"{weights}: cannot load the model weights ({type(e).__name__}: {e})"
+        ) from e
+
+
+def _model_with_weights(model_yaml, path, weights, torchscript=False, bf16=False):
+    """The model block of ``path`` with the ``weights`` file loaded.
+
+    With ``torchscript`` a ``TimmSED`` runs a frozen TorchScript backbone
+    (:mod:`~speechbrain_rfcx.models.torchscript`; in bfloat16 with
+    ``bf16``): from the cache when it holds one for these weights (timm is
+    then never imported), else frozen now and cached. Anything that goes
+    wrong there is logged and the model runs eagerly.
+    """
+    if not (torchscript and TIMM_SED_TAG in model_yaml):
+        model = _build_model(model_yaml, path)
+        _load_weights(model, weights)
+        return model
+    from speechbrain_rfcx.models import torchscript as frozen_backbones
+
+    cached = frozen_backbones.cached_path(weights, model_yaml, bf16)
+    if os.path.isfile(cached):
+        try:
+            overrides = {"model": {"torchscript_backbone": cached}}
+            model = load_hyperpyyaml(model_yaml, overrides=overrides)["model"]
+            model.load_state_dict(torch.load(weights, map_location="cpu"))
+            return model
+        except Exception as e:  # a stale or broken cache file: make it again
+            logger.warning("%s: cannot use the cached TorchScript backbone %s "
+                           "(%s: %s); freezing it again", path, cached,
+                           type(e).__name__, e)  # fmt: skip
+    model = _build_model(model_yaml, path)
+    _load_weights(model, weights)
+    try:
+        frozen = model.eval().freeze_backbone(bf16)
+    except Exception as e:  # a backbone TorchScript cannot script
+        logger.warning("%s: running the backbone eagerly, TorchScript failed "
+                       "(%s: %s)", path, type(e).__name__, e)  # fmt: skip
+        return model
+    try:
+        frozen_backbones.save_frozen(frozen, cached)
+    except OSError as e:
+        logger.warning("cannot cache the TorchScript backbone in %s (%s): the "
+                       "next start freezes it again", cached, e)  # fmt: skip
+    return model
+
+
 def check_device(device):
     """Raise a ValueError unless ``device`` names a device this machine has.
 
@@ -341,7 +395,9 @@ class SpeciesDetector(Pretrained):
     # --- loading and export -------------------------------------------------
 
     @classmethod
-    def from_hparams(cls, source, savedir=None, run_opts=None, **kwargs):
+    def from_hparams(
+        cls, source, savedir=None, run_opts=None, torchscript=False, **kwargs
+    ):
         """Load a detector from a training fold folder or an exported folder.
 
         Arguments
@@ -354,6 +410,13 @@ class SpeciesDetector(Pretrained):
             self-contained copy for use elsewhere).
         run_opts : dict, optional
             SpeechBrain run options, e.g. ``{"device": "cuda:0"}``.
+        torchscript : bool
+            Run a ``timm_sed`` backbone as frozen TorchScript, cached per
+            weights (:mod:`~speechbrain_rfcx.models.torchscript`): faster
+            on the CPU, same outputs within float rounding, and timm is not
+            imported once cached; in bfloat16 when ``run_opts`` asks for
+            ``"precision": "bf16"``. CPU only (ignored otherwise); the model
+            can then no longer train.
         **kwargs
             Passed to the constructor (e.g. ``freeze_params``).
 
@@ -373,10 +436,15 @@ class SpeciesDetector(Pretrained):
         device = (run_opts or {}).get("device")
         if device is not None:  # None: SpeechBrain's default
             check_device(device)
+        options = run_opts or {}
+        precision = options.get("precision") or "fp32"
+        if str(options.get("device", "cpu")) != "cpu" or precision == "fp16":
+            torchscript = False  # frozen weights stay on the CPU
+        backbone = {"torchscript": torchscript, "bf16": precision == "bf16"}
         if os.path.isfile(os.path.join(source, EXPORT_YAML)):
-            detector = cls._from_export(source, run_opts, **kwargs)
+            detector = cls._from_export(source, run_opts, backbone, **kwargs)
         elif os.path.isfile(os.path.join(source, TRAINING_YAML)):
-            detector = cls._from_training(source, run_opts, **kwargs)
+            detector = cls._from_training(source, run_opts, backbone, **kwargs)
         else:
             raise ModelFolderError(
                 f"{source} holds neither {EXPORT_YAML} (an exported detector) nor "
@@ -387,7 +455,7 @@ class SpeciesDetector(Pretrained):
         return detector
 
     @classmethod
-    def _from_export(cls, source, run_opts, **kwargs):
+    def _from_export(cls, source, run_opts, backbone, **kwargs):
         path = os.path.join(source, EXPORT_YAML)
         with open(path, encoding="utf-8") as f:
             document = _load_yaml(f.read(), path)
@@ -396,32 +464,28 @@ class SpeciesDetector(Pretrained):
         weights = os.path.join(source, EXPORT_WEIGHTS)
         if not os.path.isfile(weights):
             raise ModelFolderError(f"{source}: {EXPORT_WEIGHTS} is missing")
-        model = _build_model(model_yaml, path)
+        model = _model_with_weights(model_yaml, path, weights, **backbone)
         hparams = dict(settings.to_document(), model_yaml=model_yaml)
-        try:
-            model.load_state_dict(torch.load(weights, map_location="cpu"))
-        except Exception as e:  # torch raises many types on a corrupt or foreign file
-            raise ModelFolderError(
-                f"{weights}: cannot load the model weights ({type(e).__name__}: {e})"
-            ) from e
         return cls(
             modules={"model": model}, hparams=hparams, run_opts=run_opts, **kwargs
         )
 
     @classmethod
-    def _from_training(cls, source, run_opts, **kwargs):
+    def _from_training(cls, source, run_opts, backbone, **kwargs):
         path = os.path.join(source, TRAINING_YAML)
         with open(path, encoding="utf-8") as f:
             document = YAML().load(f)
         model_yaml = _yaml_text({"model": _model_node(document, path)})
-        model = _build_model(model_yaml, path)
-        checkpointer = Checkpointer(
-            os.path.join(source, "save"), recoverables={"model": model}
+        best = Checkpointer(os.path.join(source, "save")).find_checkpoint(
+            max_key="lwlrap"
         )
-        if checkpointer.recover_if_possible(max_key="lwlrap") is None:
+        if best is None or "model" not in best.paramfiles:
             raise ModelFolderError(
                 f"{source}/save holds no checkpoint with a validation lwlrap"
             )
+        model = _model_with_weights(
+            model_yaml, path, str(best.paramfiles["model"]), **backbone
+        )
         if os.path.isfile(os.path.join(source, SETTINGS_FILE)):
             settings = DetectorSettings.read(source)
         else:  # a fold trained before the settings file existed: no bands

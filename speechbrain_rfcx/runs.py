@@ -333,15 +333,11 @@ def write_combined_tables(out, root, files, formats, species_names=None):
 def detector_fingerprint(detector):
     """What makes a detector's outputs: a SHA-1 of its weights and its
     windows, species and bands (not where its folder is)."""
-    import hashlib
+    from speechbrain_rfcx.models.torchscript import state_sha1
 
-    digest = hashlib.sha1()
-    for name, tensor in sorted(detector.mods.model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     bands = detector.species_bands or {}
     return {
-        "weights_sha1": digest.hexdigest(),
+        "weights_sha1": state_sha1(detector.mods.model.state_dict()),
         "window": float(detector.hparams.window),
         "hop": float(detector.hparams.hop),
         "n_classes": int(detector.hparams.n_classes),

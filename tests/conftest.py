@@ -1,8 +1,24 @@
 """Shared fixtures: tiny synthetic RFCX datasets, generated once per session."""
 
+import os
+
 import pytest
 
 TINY = dict(n_train=48, n_test=8, duration=6.0, sample_rate=16000, seed=7)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def torchscript_cache(tmp_path_factory):
+    """Frozen TorchScript backbones of the tests' detectors go to a folder
+    of this session (subprocesses too), not to the user's cache."""
+    folder = tmp_path_factory.mktemp("torchscript_cache")
+    previous = os.environ.get("RFCX_CACHE_DIR")
+    os.environ["RFCX_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("RFCX_CACHE_DIR", None)
+    else:
+        os.environ["RFCX_CACHE_DIR"] = previous
 
 
 @pytest.fixture(scope="session")

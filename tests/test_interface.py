@@ -262,3 +262,96 @@ def test_defaults_come_from_hparams_and_export_of_standin(tmp_path, standin_modu
     np.testing.assert_allclose(both["frame_probs"], expected["frame_probs"])
     with pytest.raises(ValueError, match="hop must be a positive"):
         _standin(standin_module, hop=0.0)
+
+
+def test_torchscript_backbone_cached_same_outputs_and_weights(
+    trained, tmp_path, monkeypatch, caplog
+):
+    """``torchscript=True`` (rfcx-detect's default on the CPU): the timm
+    backbone runs frozen, cached per weights; scores equal the eager model's
+    within float rounding, the weights (export, fingerprint) are unchanged,
+    a cached start imports no timm, a broken cache file is made again."""
+    from speechbrain_rfcx.cli import detect_main
+    from speechbrain_rfcx.models.torchscript import load_frozen
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RFCX_CACHE_DIR", str(cache))
+    fold = str(_fold(trained))
+    audio = tmp_path / "rec" / "field.wav"
+    audio.parent.mkdir()
+    rng = np.random.default_rng(3)
+    sf.write(audio, 0.1 * rng.standard_normal(16000 * 7), 16000)
+
+    eager = SpeciesDetector.from_hparams(fold)
+    assert not eager.mods.model.backbone_is_frozen
+    first = SpeciesDetector.from_hparams(fold, torchscript=True)
+    assert first.mods.model.backbone_is_frozen
+    (cached,) = cache.glob("*.torchscript.pt")
+    second = SpeciesDetector.from_hparams(fold, torchscript=True)
+    assert second.mods.model.backbone_is_frozen
+    expected = eager.detect_file(audio)
+    for detector in (first, second):
+        got = detector.detect_file(audio)
+        np.testing.assert_allclose(
+            got["frame_probs"], expected["frame_probs"], atol=1e-5
+        )
+        np.testing.assert_allclose(got["clip_probs"], expected["clip_probs"], atol=1e-5)
+        state = detector.mods.model.state_dict()
+        assert sorted(state) == sorted(eager.mods.model.state_dict())
+        for name, value in eager.mods.model.state_dict().items():
+            assert torch.equal(state[name], value), name
+    exported = SpeciesDetector.from_hparams(
+        second.export(tmp_path / "exported"), torchscript=False
+    )
+    np.testing.assert_allclose(
+        exported.detect_file(audio)["clip_probs"], expected["clip_probs"], atol=1e-6
+    )
+    with pytest.raises(RuntimeError, match="frozen TorchScript"):
+        second.mods.model.train()
+    bf16 = SpeciesDetector.from_hparams(
+        fold, run_opts={"device": "cpu", "precision": "bf16"}, torchscript=True
+    )
+    assert bf16.mods.model.backbone.bf16 and len(list(cache.glob("*.pt"))) == 2
+    np.testing.assert_allclose(
+        bf16.detect_file(audio)["clip_probs"], expected["clip_probs"], atol=0.02
+    )
+
+    # a start from the cache never imports timm
+    probe = (
+        "import sys\nfrom speechbrain_rfcx.interface import SpeciesDetector\n"
+        f"d = SpeciesDetector.from_hparams({fold!r}, torchscript=True)\n"
+        "print(d.mods.model.backbone_is_frozen, 'timm' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True,
+                         text=True, timeout=300)  # fmt: skip
+    assert run.stdout.split() == ["True", "False"], run.stderr[-2000:]
+
+    # rfcx-detect: the same clip scores frozen and with --eager
+    scores = {}
+    for name, extra in (("frozen", []), ("eager", ["--eager"])):
+        out = tmp_path / name
+        assert detect_main([str(audio.parent), "--model", fold, "--out", str(out),
+                            "--format", "csv", *extra]) == 0  # fmt: skip
+        scores[name] = np.loadtxt(out / "clip_scores.csv", delimiter=",",
+                                  skiprows=1, usecols=range(1, 25))  # fmt: skip
+    np.testing.assert_allclose(scores["frozen"], scores["eager"], atol=2e-6)
+
+    cached.write_bytes(b"not a TorchScript file")
+    with caplog.at_level("WARNING"):
+        again = SpeciesDetector.from_hparams(fold, torchscript=True)
+    assert "cannot use the cached TorchScript backbone" in caplog.text
+    assert again.mods.model.backbone_is_frozen
+    assert load_frozen(cached).num_features > 0  # made again
+    np.testing.assert_allclose(
+        again.detect_file(audio)["clip_probs"], expected["clip_probs"], atol=1e-5
+    )
+
+    # a cache that cannot be written: said, and frozen in memory all the same
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    monkeypatch.setenv("RFCX_CACHE_DIR", str(blocked / "cache"))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        unsaved = SpeciesDetector.from_hparams(fold, torchscript=True)
+    assert "cannot cache the TorchScript backbone" in caplog.text
+    assert unsaved.mods.model.backbone_is_frozen

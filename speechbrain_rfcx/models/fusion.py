@@ -95,7 +95,10 @@ def _pairs_and_outputs(model, *example_inputs):
 def _sharing_copy(module):
     """A copy of ``module``'s tree of modules that shares its parameters and
     buffers: replacing a child or a parameter of the copy leaves ``module``
-    as it is, and no tensor is copied."""
+    as it is, and no tensor is copied. TorchScript children, which folding
+    cannot enter, are shared as they are."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return module
     copied = copy.copy(module)
     copied._modules = {
         name: None if child is None else _sharing_copy(child)

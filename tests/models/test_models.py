@@ -385,6 +385,45 @@ def test_channels_last_backbone_gives_the_same_outputs():
         torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("frequency_pooling", ["mean", "flatten"])
+def test_frozen_torchscript_backbone_loads_without_timm_and_checks_weights(
+    tmp_path, frequency_pooling
+):
+    from speechbrain_rfcx.models.torchscript import save_frozen
+
+    trained = build("timm_sed", frequency_pooling=frequency_pooling).eval()
+    for module in trained.modules():  # BatchNorm statistics worth folding
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    state = trained.state_dict()
+    wavs, lens, _ = batch_with_padding()
+    with torch.no_grad():
+        expected = trained(wavs, lens)
+    path = tmp_path / "backbone.pt"
+    save_frozen(trained.freeze_backbone(), path)
+    assert trained.backbone_is_frozen and sorted(trained.state_dict()) == sorted(state)
+
+    loaded = build("timm_sed", frequency_pooling=frequency_pooling,
+                   torchscript_backbone=str(path))  # fmt: skip
+    loaded.load_state_dict(state)
+    loaded.eval()
+    with torch.no_grad():
+        got = loaded(wavs, lens)
+    for key in ("clip_logits", "frame_logits", "embedding"):
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5)
+    for name, value in loaded.state_dict().items():
+        assert torch.equal(value, state[name]), name
+
+    other = dict(state)
+    name = next(k for k in other if k.startswith("backbone.") and k.endswith("weight"))
+    other[name] = other[name] + 1.0
+    with pytest.raises(ValueError, match="not those of the frozen"):
+        loaded.load_state_dict(other)
+    with pytest.raises(RuntimeError, match="cannot|frozen"):
+        loaded.train()
+
+
 def test_frame_hop_is_declared_by_frame_local_models_only():
     hops = {name: build(name).frame_hop for name in list_models()}
     assert hops == {
