@@ -12,6 +12,7 @@ import torch
 from speechbrain.dataio.dataio import load_data_json
 from speechbrain.utils.distributed import run_on_main
 
+from speechbrain_rfcx import _optional
 from speechbrain_rfcx._io import read_record, write_atomically, write_record
 from speechbrain_rfcx.data.annotations import (
     boxes_by_recording,
@@ -37,6 +38,33 @@ DATA_SOURCE_FILE = "data_source.json"
 
 class DataSourceMismatch(ValueError):
     """An output folder made from one dataset is reused with another."""
+
+
+def load_hparams(hparams_file, overrides=None):
+    """The recipe's hparams (``load_hyperpyyaml``); a TensorBoard logger
+    without tensorboard installed stops it with the extra to install instead
+    of an ImportError from deep inside torch.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "h.yaml")
+    >>> _ = open(path, "w").write("seed: 1\\nlr: !ref <seed>\\n")
+    >>> load_hparams(path, {"seed": 2})["lr"]
+    2
+    """
+    from hyperpyyaml import load_hyperpyyaml
+
+    with open(hparams_file, encoding="utf-8") as f:
+        if "TensorboardLogger" in f.read():
+            try:
+                _optional.require(
+                    "tensorboard", "train", f"{hparams_file} (TensorboardLogger)"
+                )
+            except ValueError as e:
+                raise SystemExit(str(e)) from None
+        f.seek(0)  # the file itself: its !include paths are relative to it
+        return load_hyperpyyaml(f, overrides)
 
 
 def resolve_data_folder(hparams):

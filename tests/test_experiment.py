@@ -96,3 +96,21 @@ def test_data_source_is_recorded_and_enforced(tmp_path, tiny_rfcx):
         experiment.resolve_data_folder(dict(hp, data_folder=str(other)))
     with pytest.raises(FileNotFoundError, match="does not exist"):
         experiment.resolve_data_folder(dict(hp, data_folder=str(tmp_path / "none")))
+
+
+def test_recipe_hparams_without_tensorboard_name_the_extra(monkeypatch):
+    """train.py, cross_validate.py and pseudo_label.py load their hparams
+    with ``load_hparams``: a TensorBoard logger without tensorboard stops
+    with the extra to install, not torch's ImportError."""
+    import pathlib
+
+    from speechbrain_rfcx import _optional
+    from speechbrain_rfcx.experiment import load_hparams
+
+    recipe = pathlib.Path(__file__).resolve().parents[1] / "recipes" / "RFCX"
+    real = _optional.installed
+    monkeypatch.setattr(
+        _optional, "installed", lambda m: m != "tensorboard" and real(m)
+    )
+    with pytest.raises(SystemExit, match=r"pip install 'speechbrain-rfcx\[train\]'"):
+        load_hparams(str(recipe / "hparams" / "small_cpu.yaml"))

@@ -19,11 +19,10 @@ import sys
 import pandas as pd
 import speechbrain as sb
 import torch
-from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_rfcx.data.pipelines import recording_labels
 from speechbrain_rfcx.detections.submission import priors_from_scores, write_priors
-from speechbrain_rfcx.experiment import class_names, write_scores
+from speechbrain_rfcx.experiment import class_names, load_hparams, write_scores
 from speechbrain_rfcx.metrics import LwlrapStats
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -49,8 +48,7 @@ def cross_validate(argv, extra=(), folder=None):
         The out-of-fold lwlrap on the TP labels.
     """
     hparams_file, _, overrides = sb.parse_arguments(argv)
-    with open(hparams_file, encoding="utf-8") as f:
-        hparams = load_hyperpyyaml(f, overrides)
+    hparams = load_hparams(hparams_file, overrides)
     folder = folder or hparams["output_folder"]
     for fold in range(hparams["n_folds"]):
         done = subprocess.run(

@@ -32,7 +32,6 @@ import sys
 import speechbrain as sb
 import torch
 from cross_validate import cross_validate
-from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_rfcx._io import read_record, write_record
 from speechbrain_rfcx.data.pseudo import pseudo_label_path, write_pseudo_labels
@@ -40,6 +39,7 @@ from speechbrain_rfcx.experiment import (
     DATA_SOURCE_FILE,
     class_names,
     complete_test_labels,
+    load_hparams,
     load_manifest,
     write_scores,
 )
@@ -152,8 +152,7 @@ def score_test(hparams, folder, data_folder, ids, probs):
 
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    with open(hparams_file, encoding="utf-8") as f:
-        hparams = load_hyperpyyaml(f, overrides)
+    hparams = load_hparams(hparams_file, overrides)
     rounds = int(hparams["pl_rounds"])
     if rounds < 0:
         raise ValueError(f"pl_rounds must be 0 or more, got {rounds}")

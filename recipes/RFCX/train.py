@@ -25,7 +25,6 @@ import sys
 
 import speechbrain as sb
 import torch
-from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_rfcx import experiment
 from speechbrain_rfcx.brain import SEDBrain
@@ -36,8 +35,7 @@ from speechbrain_rfcx.metrics import chance_lwlrap
 def main(argv):
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
     sb.utils.distributed.ddp_init_group(run_opts)  # no-op without torchrun
-    with open(hparams_file, encoding="utf-8") as f:
-        hparams = load_hyperpyyaml(f, overrides)
+    hparams = experiment.load_hparams(hparams_file, overrides)
     sb.create_experiment_directory(
         experiment_directory=hparams["fold_folder"],
         hyperparams_to_save=hparams_file,
