@@ -265,7 +265,7 @@ def _model_with_weights(model_yaml, path, weights, torchscript=False, bf16=False
         try:
             overrides = {"model": {"torchscript_backbone": cached}}
             model = load_hyperpyyaml(model_yaml, overrides=overrides)["model"]
-            model.load_state_dict(torch.load(weights, map_location="cpu"))
+            _load_weights(model, weights)
             return model
         except Exception as e:  # a stale or broken cache file: make it again
             logger.warning("%s: cannot use the cached TorchScript backbone %s "
@@ -433,12 +433,12 @@ class SpeciesDetector(Pretrained):
         speechbrain_rfcx.interface.ModelFolderError: /no/such/folder holds neither detector.yaml (an exported detector) nor hyperparams.yaml (a training fold folder)
         """
         source = str(source)
-        device = (run_opts or {}).get("device")
+        options = run_opts or {}
+        device = options.get("device")
         if device is not None:  # None: SpeechBrain's default
             check_device(device)
-        options = run_opts or {}
         precision = options.get("precision") or "fp32"
-        if str(options.get("device", "cpu")) != "cpu" or precision == "fp16":
+        if str(device or "cpu") != "cpu" or precision == "fp16":
             torchscript = False  # frozen weights stay on the CPU
         backbone = {"torchscript": torchscript, "bf16": precision == "bf16"}
         if os.path.isfile(os.path.join(source, EXPORT_YAML)):
