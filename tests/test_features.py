@@ -180,3 +180,19 @@ def test_equals_torchaudio_mel_spectrogram_in_db(f_max):
     torch.testing.assert_close(features.log_mel(wavs), expected, atol=1e-3, rtol=1e-4)
     if f_max < SR / 2:
         assert features.filterbank.shape[0] < 1024 // 2 + 1
+
+
+@pytest.mark.parametrize("n_samples", [1025, 48000 * 3 + 7])
+def test_cpu_fft_path_equals_torch_stft(n_samples):
+    """On the CPU without gradients the STFT runs in scipy blocks; with an
+    input that needs gradients it is ``torch.stft``: the same features."""
+    feats = LogMelFeatures()  # 48 kHz, n_fft 2048, hop 512
+    wavs = torch.randn(2, n_samples, generator=torch.Generator().manual_seed(3))
+    wavs[1] *= 1e-3
+    fast = feats.log_mel(wavs)
+    needs_grad = wavs.clone().requires_grad_()
+    reference = feats.log_mel(needs_grad)
+    assert reference.requires_grad and not fast.requires_grad
+    torch.testing.assert_close(fast, reference.detach(), atol=1e-3, rtol=1e-5)
+    reference.sum().backward()  # gradients still reach the waveforms
+    assert needs_grad.grad is not None and torch.isfinite(needs_grad.grad).all()
