@@ -424,6 +424,45 @@ def test_frozen_torchscript_backbone_loads_without_timm_and_checks_weights(
         loaded.train()
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="no oneDNN")
+def test_frozen_backbone_runs_every_convolution_through_onednn():
+    """One thread per file is how rfcx-detect scores: the frozen graph's
+    convolutions (1x1 ones included) all call oneDNN, with the same results;
+    a graph with ``padding="same"`` is left as it is."""
+    from speechbrain_rfcx.models.torchscript import freeze_backbone
+
+    model = build("timm_sed").eval()
+    n_convs = sum(isinstance(m, nn.Conv2d) for m in model.backbone.modules())
+    feats = torch.randn(2, 1, 40, 32).contiguous(memory_format=torch.channels_last)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            expected = model.backbone.forward_features(feats)
+            frozen = model.freeze_backbone()
+            got = frozen(feats)
+    finally:
+        torch.set_num_threads(before)
+
+    def count(graph, kind):
+        return len(graph.findAllNodes(kind))
+
+    assert count(frozen.graph, "aten::conv2d") == 0
+    assert count(frozen.graph, "aten::mkldnn_convolution") >= n_convs
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+    class Same(nn.Sequential):
+        def forward_features(self, x):
+            return self.forward(x)
+
+    same = Same(nn.Conv2d(1, 4, 3, padding="same"), nn.Conv2d(4, 4, 1)).eval()
+    frozen = freeze_backbone(same, 4, 1)
+    assert count(frozen.graph, "aten::conv2d") >= 2
+    assert count(frozen.graph, "aten::mkldnn_convolution") == 0
+    x = torch.randn(1, 1, 8, 8)
+    torch.testing.assert_close(frozen(x), same(x), rtol=1e-4, atol=1e-5)
+
+
 def test_frame_hop_is_declared_by_frame_local_models_only():
     hops = {name: build(name).frame_hop for name in list_models()}
     assert hops == {
