@@ -20,8 +20,6 @@ import math
 import re
 from dataclasses import asdict, dataclass
 
-import pandas as pd
-
 from speechbrain_rfcx._io import write_atomically
 
 RFCX_COLUMNS = (
@@ -112,6 +110,8 @@ def read_csv_table(path, **options):
     ...
     speechbrain_rfcx.data.annotations.AnnotationError: .../t.csv line 2: 3 values for 2 columns (species_id, threshold)
     """
+    import pandas as pd
+
     try:
         with open(path, encoding="utf-8", newline="") as f:
             rows = csv.reader(f)
@@ -170,6 +170,8 @@ def read_rfcx_csv(path, n_classes=N_SPECIES):
     ...
     speechbrain_rfcx.data.annotations.AnnotationError: ...tp.csv line 2: species_id 30 is outside 0..23
     """
+    import pandas as pd
+
     df = read_csv_table(path, dtype={"recording_id": str})
     missing = [c for c in RFCX_COLUMNS if c not in df.columns]
     if missing:
@@ -243,6 +245,8 @@ def empty_annotations():
     >>> list(empty_annotations().columns) == list(RFCX_COLUMNS) + ["line"]
     True
     """
+    import pandas as pd
+
     frame = pd.DataFrame({c: pd.Series(dtype=float) for c in RFCX_COLUMNS})
     frame["recording_id"] = frame["recording_id"].astype(str)
     for col in ("species_id", "songtype_id"):
@@ -267,6 +271,7 @@ def check_boxes_against_audio(df, path, audio_info, time_tolerance=0.05):
 
     Example
     -------
+    >>> import pandas as pd
     >>> df = pd.DataFrame({"recording_id": ["a"], "species_id": [0],
     ...     "songtype_id": [1], "t_min": [1.0], "f_min": [100.0],
     ...     "t_max": [9.0], "f_max": [900.0], "line": [2]})
@@ -364,6 +369,7 @@ def boxes_by_recording(df):
 
     Example
     -------
+    >>> import pandas as pd
     >>> df = pd.DataFrame({"recording_id": ["a", "a"], "species_id": [1, 0],
     ...     "songtype_id": [1, 4], "t_min": [5.0, 1.0], "f_min": [1.0, 1.0],
     ...     "t_max": [6.0, 2.0], "f_max": [9.0, 9.0]})
@@ -499,6 +505,8 @@ def read_species_csv(path):
 
 def write_species_csv(path, names):
     """Write ``species.csv`` (``species_id,name``) for ``names`` in id order."""
+    import pandas as pd
+
     write_atomically(
         path,
         pd.DataFrame({"species_id": range(len(names)), "name": list(names)}).to_csv(
@@ -536,6 +544,8 @@ def species_bands(boxes, quantiles=(0.05, 0.95)):
     >>> species_bands(boxes, quantiles=(0.0, 1.0))
     {3: (1000.0, 3000.0)}
     """
+    import pandas as pd
+
     low, high = quantiles
     if not 0 <= low < high <= 1:
         raise ValueError(

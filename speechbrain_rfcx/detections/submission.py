@@ -8,7 +8,6 @@ written with :func:`write_priors`).
 """
 
 import numpy as np
-import pandas as pd
 
 from speechbrain_rfcx._io import write_atomically
 from speechbrain_rfcx.data.annotations import (
@@ -55,6 +54,8 @@ def write_submission(path, recording_ids, clip_scores, sample_submission=None):
     a,1.0,0.0
     <BLANKLINE>
     """
+    import pandas as pd
+
     scores = np.asarray(clip_scores, dtype=float)
     ids = [str(rid) for rid in recording_ids]
     if scores.ndim != 2 or scores.shape[0] != len(ids):

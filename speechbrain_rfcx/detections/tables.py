@@ -8,8 +8,6 @@ then rename), so an interrupted run never leaves half a table behind.
 import math
 import os
 
-import pandas as pd
-
 from speechbrain_rfcx._io import write_atomically
 from speechbrain_rfcx.data.annotations import (
     AnnotationError,
@@ -411,6 +409,8 @@ def write_detections_csv(path, detections, recording_id=None, species_names=None
     rec1,3,1.0,,2.0,,0.5
     <BLANKLINE>
     """
+    import pandas as pd
+
     if isinstance(detections, dict):
         if recording_id is not None:
             raise ValueError("recording_id must be None when detections is a dict")
@@ -446,6 +446,8 @@ def read_detections_csv(path):
     >>> read_detections_csv(path)
     [Detection(species_id=3, t_min=1.0, t_max=2.0, score=0.5, f_min=10.0, f_max=90.0)]
     """
+    import pandas as pd
+
     from speechbrain_rfcx.data.annotations import read_csv_table
 
     frame = read_csv_table(path)
