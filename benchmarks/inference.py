@@ -4,7 +4,7 @@ and the steady state, optionally beside BirdNET on the same files.
 
     .venv/bin/python benchmarks/inference.py [--models efficientnet_b0 conformer]
         [--files 48] [--repeats 2] [--hop 5.0] [--batch-size 16] [--threads 0]
-        [--workers 2] [--device cpu] [--precision fp32] [--windowed] [--eager]
+        [--workers 2] [--device cpu] [--precision auto] [--windowed] [--eager]
         [--birdnet-python /path/to/birdnet-venv/bin/python]
 
 Writes synthetic 60 s, 48 kHz FLAC recordings and builds each model with the
@@ -43,7 +43,12 @@ import time
 import torch
 from hyperpyyaml import load_hyperpyyaml
 
-from speechbrain_rfcx.cli import detect_main, submit_main
+from speechbrain_rfcx.cli import (
+    PRECISIONS,
+    detect_main,
+    resolved_precision,
+    submit_main,
+)
 from speechbrain_rfcx.data.annotations import N_SPECIES
 from speechbrain_rfcx.data.synthetic import generate_rfcx_dataset
 from speechbrain_rfcx.interface import SpeciesDetector
@@ -122,7 +127,7 @@ def main():
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="files at once")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--windowed", action="store_true")
     parser.add_argument("--eager", action="store_true", help="no TorchScript backbone")
     parser.add_argument("--birdnet-python", metavar="PYTHON")
@@ -152,9 +157,11 @@ def main():
     ]
     print(
         f"{args.files} x 60 s 48 kHz FLAC, window {args.window} s, hop {args.hop} s, "
-        f"batch {args.batch_size} windows, device {args.device} ({args.precision}), "
-        f"torch threads "
-        f"{args.threads or torch.get_num_threads()}, {args.workers} file(s) at once, "
+        f"batch {args.batch_size} windows, device {args.device} "
+        f"({args.precision}: {resolved_precision(args.precision, args.device)}), "
+        f"torch threads per file "
+        f"{args.threads or max(1, torch.get_num_threads() // args.workers)}, "
+        f"{args.workers} file(s) at once, "
         f"{'every window run' if args.windowed else 'one pass per recording'}, "
         f"{'eager' if args.eager else 'TorchScript'} timm backbone, "
         f"{os.cpu_count()} CPU cores"

@@ -21,6 +21,20 @@ def torchscript_cache(tmp_path_factory):
         os.environ["RFCX_CACHE_DIR"] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fp32_by_default():
+    """The commands' ``--precision auto`` would pick bf16 on some CPUs:
+    tests (subprocesses too) run fp32 unless they ask otherwise, so that
+    their figures do not depend on the machine."""
+    previous = os.environ.get("RFCX_PRECISION")
+    os.environ["RFCX_PRECISION"] = "fp32"
+    yield
+    if previous is None:
+        os.environ.pop("RFCX_PRECISION", None)
+    else:
+        os.environ["RFCX_PRECISION"] = previous
+
+
 @pytest.fixture(scope="session")
 def tiny_rfcx(tmp_path_factory):
     """A small RFCX-layout folder (48 train, 8 test recordings of 6 s, 16 kHz)."""

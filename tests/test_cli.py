@@ -294,6 +294,45 @@ def test_precision_option_runs_the_model_under_autocast(
     assert np.allclose(scores["bf16"].iloc[:, 1:], scores["fp32"].iloc[:, 1:])
 
 
+def test_precision_auto_is_bf16_only_on_a_cpu_computing_it_natively(
+    audio_dir, model_dir, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.delenv(cli.PRECISION_ENV)  # the tests' fp32 default
+    for native, dtype, name in ((True, torch.bfloat16, "bf16"), (False, None, "fp32")):
+        monkeypatch.setattr(cli, "cpu_has_native_bf16", lambda native=native: native)
+        TwoTones.autocast_seen.clear()
+        out = tmp_path / name
+        status, _ = _detect(capsys, audio_dir, "--model", model_dir, "--out", out)
+        assert status == 2  # broken.flac
+        assert TwoTones.autocast_seen[-2:] == [dtype, dtype]
+        record = json.loads((out / runs.RUN_RECORD).read_text())
+        assert record["precision"] == name  # what ran, not "auto"
+    monkeypatch.setattr(cli, "cpu_has_native_bf16", lambda: True)
+    assert cli.resolved_precision("auto", "cuda:1") == "fp32"
+    assert cli.resolved_precision("fp16", "cuda") == "fp16"
+    monkeypatch.setenv(cli.PRECISION_ENV, "fp64")
+    with pytest.raises(SystemExit):
+        cli.detect_main([str(audio_dir), "--model", model_dir, "--out", str(out)])
+    assert "RFCX_PRECISION" in capsys.readouterr().err
+
+
+def test_each_file_scored_at_once_gets_its_share_of_the_cores(
+    audio_dir, model_dir, tmp_path, capsys
+):
+    before = torch.get_num_threads()
+    try:
+        for extra, expected in (
+            (["--num-workers", "2"], max(1, cli._default_threads() // 2)),
+            (["--num-workers", "1"], cli._default_threads()),
+            (["--num-workers", "2", "--threads", "3"], 3),
+        ):
+            out = tmp_path / f"out{len(extra)}_{extra[1]}"
+            _detect(capsys, audio_dir, "--model", model_dir, "--out", out, *extra)
+            assert torch.get_num_threads() == expected, extra
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_every_format_libsndfile_reads_is_found_and_scored(tmp_path, model_dir, capsys):
     folder = tmp_path / "formats"
     folder.mkdir()
@@ -348,6 +387,9 @@ def test_help_and_argument_errors_answer_without_torch(tmp_path):
         (["detect", str(tmp_path / "audio"), "--model", "m", "--out",
           str(tmp_path / "o"), "--num-workers", "0"], "exit 2",
          "--num-workers must be >= 1"),
+        (["detect", str(tmp_path / "audio"), "--model", "m", "--out",
+          str(tmp_path / "o"), "--precision", "fp64"], "exit 2",
+         "--precision (or $RFCX_PRECISION) must be one of auto"),
     ]  # fmt: skip
     for argv, status, message in cases:
         done = subprocess.run(
