@@ -64,6 +64,7 @@ from speechbrain_rfcx.runs import (
 EXIT_FAILURES = 2
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PRECISION_ENV = "RFCX_PRECISION"  # the default of --precision
+DECODE_AHEAD_BYTES = 384 << 20  # samples decoded while torch loads (33 min mono 48 kHz)
 
 
 def parse_formats(values):
@@ -210,6 +211,20 @@ def resolved_precision(precision, device):
         return precision
     on_cpu = str(device).split(":")[0] == "cpu"
     return "bf16" if on_cpu and cpu_has_native_bf16() else "fp32"
+
+
+def _decode_ahead(paths):
+    """The first files are decoded in a thread while torch and the model load
+    (:class:`~speechbrain_rfcx.data.audio.DecodedAhead`; the same samples)."""
+    from speechbrain_rfcx.data.audio import decode_ahead
+
+    decode_ahead(paths, DECODE_AHEAD_BYTES)
+
+
+def _stop_decoding_ahead():
+    from speechbrain_rfcx.data.audio import stop_decoding_ahead
+
+    stop_decoding_ahead()
 
 
 @functools.lru_cache(maxsize=1)
@@ -377,6 +392,14 @@ def detect_main(argv=None):
             raise ValueError(f"input {args.input} holds no audio files")
         check_unique_stems(files)
         make_output_folder(args.out, "--out")
+        fresh = not os.path.exists(os.path.join(args.out, SUMMARY_FILE))
+        if fresh and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+            root = (
+                os.path.dirname(args.input)
+                if os.path.isfile(args.input)
+                else args.input
+            )
+            _decode_ahead([os.path.join(root, relative) for relative in files])
         rank, world = detection_ranks()  # under torchrun: joins the other ranks
         if rank == 0:
             remove_stale_temporaries(args.out)  # left by a run killed mid-write
@@ -407,10 +430,14 @@ def detect_main(argv=None):
         if refused:
             raise ValueError(refused)
     except (ValueError, FileNotFoundError) as e:
+        _stop_decoding_ahead()
         parser.error(str(e))
-    return run_detection(
-        args, files, detectors, formats, threshold, options, rank, world
-    )
+    try:
+        return run_detection(
+            args, files, detectors, formats, threshold, options, rank, world
+        )
+    finally:
+        _stop_decoding_ahead()
 
 
 def _embeddings_format(args):
@@ -572,16 +599,14 @@ def submit_main(argv=None):
                 f"--prior-strength must lie in [0, 1], got {args.prior_strength}"
             )
         make_output_folder(os.path.dirname(os.path.abspath(args.out)), "--out")
+        _decode_ahead([os.path.join(args.test_folder, relative) for relative in files])
         detectors = _load_detectors(args)
         n_classes = int(detectors[0].hparams.n_classes)
-        import numpy as np
 
         from speechbrain_rfcx.detections.submission import (
             check_submission_rows,
             read_priors,
             read_sample_submission,
-            rescale_to_priors,
-            write_submission,
         )
 
         # every input is checked before hours of scoring
@@ -592,7 +617,23 @@ def submit_main(argv=None):
             check_submission_rows(stems, order, args.sample_submission)
         options = _detect_options(args, detectors)
     except (ValueError, FileNotFoundError) as e:
+        _stop_decoding_ahead()
         parser.error(str(e))
+    try:
+        return _submit(args, files, detectors, options, priors)
+    finally:
+        _stop_decoding_ahead()
+
+
+def _submit(args, files, detectors, options, priors):
+    """Scores the test recordings and writes the submission: the status."""
+    import numpy as np
+
+    from speechbrain_rfcx.detections.submission import (
+        rescale_to_priors,
+        write_submission,
+    )
+
     ids, scores = [], []
     paths = [os.path.join(args.test_folder, relative) for relative in files]
     scored = score_files(detectors, paths, options, args.num_workers)

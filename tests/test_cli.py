@@ -333,6 +333,50 @@ def test_each_file_scored_at_once_gets_its_share_of_the_cores(
         torch.set_num_threads(before)
 
 
+def test_files_decoded_ahead_give_the_same_outputs(
+    audio_dir, model_dir, tmp_path, capsys, monkeypatch
+):
+    """The files a command decodes while it loads the model are scored
+    exactly as when each is read in turn: stereo, resampled, broken."""
+    from speechbrain_rfcx.data import audio
+
+    tones = np.sin(2 * np.pi * FREQS[0] * np.arange(3 * RATE) / RATE)
+    sf.write(audio_dir / "stereo.wav", np.stack([tones, 0 * tones], 1), RATE)
+    fast = np.sin(2 * np.pi * FREQS[1] * np.arange(6 * RATE) / (2 * RATE))
+    sf.write(audio_dir / "fast.flac", fast, 2 * RATE)  # resampled to RATE
+    served = []
+    take = audio.DecodedAhead.take
+
+    def spied_take(self, path):
+        got = take(self, path)
+        served.append(got is not None)
+        return got
+
+    def decode_all_first(paths):
+        audio.decode_ahead(paths, cli.DECODE_AHEAD_BYTES).wait()
+
+    monkeypatch.setattr(audio.DecodedAhead, "take", spied_take)
+    outputs, errors = {}, {}
+    for ahead in (False, True):
+        if ahead:
+            monkeypatch.setattr(cli, "_decode_ahead", decode_all_first)
+        else:
+            monkeypatch.setattr(cli, "_decode_ahead", lambda paths: None)
+        out = tmp_path / f"ahead_{ahead}"
+        status, errors[ahead] = _detect(capsys, audio_dir, "--model", model_dir,
+                                        "--out", out, "--format", "raven,csv")  # fmt: skip
+        assert status == 2  # broken.flac, named either way
+        outputs[ahead] = {
+            p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()
+        }
+    assert served.count(True) == 4  # every readable file came from the thread
+    assert "broken.flac" in errors[True] and "broken.flac" in errors[False]
+    assert sorted(outputs[True]) == sorted(outputs[False])
+    for name, data in outputs[False].items():
+        assert outputs[True][name] == data, name
+    assert audio._decoded_ahead is None  # let go at the end of the run
+
+
 def test_every_format_libsndfile_reads_is_found_and_scored(tmp_path, model_dir, capsys):
     folder = tmp_path / "formats"
     folder.mkdir()

@@ -6,6 +6,8 @@ a 10 s read.
 """
 
 import math
+import threading
+from concurrent.futures import Future
 from fractions import Fraction
 
 import soundfile as sf
@@ -173,13 +175,20 @@ def read_segment(path, start=0.0, duration=None, sample_rate=None):
     import torch
 
     try:
-        with sf.SoundFile(path) as f:
-            file_rate = f.samplerate
-            first = int(round(start * file_rate))
-            count = -1 if duration is None else int(math.ceil(duration * file_rate))
-            if first > 0:
-                f.seek(min(first, f.frames))
-            data = f.read(count, dtype="float32", always_2d=True)
+        ahead = _decoded_ahead
+        decoded = ahead.take(path) if ahead is not None and start == 0 else None
+        if decoded is not None:  # the samples f.read below would give
+            file_rate, data = decoded
+            if duration is not None:
+                data = data[: int(math.ceil(duration * file_rate))]
+        else:
+            with sf.SoundFile(path) as f:
+                file_rate = f.samplerate
+                first = int(round(start * file_rate))
+                count = -1 if duration is None else int(math.ceil(duration * file_rate))
+                if first > 0:
+                    f.seek(min(first, f.frames))
+                data = f.read(count, dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError, OSError) as e:
         raise AudioError(f"{path}: cannot read audio ({e})") from e
     wav = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
@@ -191,3 +200,99 @@ def read_segment(path, start=0.0, duration=None, sample_rate=None):
     elif duration is not None:
         wav = wav[: int(round(duration * file_rate))]
     return wav.contiguous()
+
+
+class DecodedAhead:
+    """Audio files decoded in a background thread before they are read.
+
+    The console commands start one on their first files while they import
+    torch and load the model, a few seconds in which one core would be
+    idle. :func:`read_segment` then takes a file's samples from it when it
+    reads that file from its start (the same samples it would decode) and
+    decodes any other read itself; a file is never decoded twice at once.
+    ``max_bytes`` bounds the samples decoded ahead, in all. Errors are
+    raised by ``read_segment`` as if it had read the file.
+
+    Example
+    -------
+    >>> import os, tempfile, numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.flac")
+    >>> sf.write(path, np.linspace(-0.5, 0.5, 8000, dtype="float32"), 8000)
+    >>> ahead = DecodedAhead([path], max_bytes=1 << 20)
+    >>> ahead.wait()  # else take may find it not started yet: None
+    >>> rate, data = ahead.take(path)
+    >>> rate, data.shape, ahead.take(path) is None  # taken once
+    (8000, (8000, 1), True)
+    """
+
+    def __init__(self, paths, max_bytes):
+        self._lock = threading.Lock()
+        self._pending = {}  # path -> Future of (rate, samples)
+        self._taken = set()
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._decode, args=(list(paths), max_bytes), daemon=True
+        )
+        self._thread.start()
+
+    def _decode(self, paths, max_bytes):
+        budget = max_bytes
+        for path in paths:
+            try:
+                info = sf.info(path)
+            except (RuntimeError, sf.LibsndfileError, OSError):
+                continue  # its reader will say why
+            budget -= info.frames * info.channels * 4
+            if budget < 0:
+                return
+            with self._lock:
+                if self._closed:
+                    return
+                if path in self._taken:
+                    continue
+                future = self._pending[path] = Future()
+            try:
+                with sf.SoundFile(path) as f:
+                    data = f.read(dtype="float32", always_2d=True)
+                future.set_result((f.samplerate, data))
+            except (RuntimeError, sf.LibsndfileError, OSError) as e:
+                future.set_exception(e)
+
+    def take(self, path):
+        """``(sample rate, (frames, channels) float32)`` of ``path`` if it is
+        decoded or being decoded (then waits for it), else None: the caller
+        reads the file. Either way ``path`` is never decoded ahead again."""
+        with self._lock:
+            self._taken.add(path)
+            future = self._pending.pop(path, None)
+        return None if future is None else future.result()
+
+    def wait(self):
+        """Block until every file this one will decode is decoded."""
+        self._thread.join()
+
+    def close(self):
+        """Stop decoding ahead and let go of what was not taken."""
+        with self._lock:
+            self._closed = True
+            self._pending.clear()
+
+
+_decoded_ahead = None  # the DecodedAhead read_segment takes from, if any
+
+
+def decode_ahead(paths, max_bytes):
+    """Start decoding ``paths`` ahead for :func:`read_segment` (see
+    :class:`DecodedAhead`), in place of any earlier ones; returns it."""
+    global _decoded_ahead
+    stop_decoding_ahead()
+    _decoded_ahead = DecodedAhead(paths, max_bytes)
+    return _decoded_ahead
+
+
+def stop_decoding_ahead():
+    """Forget the files being decoded ahead (their memory is freed)."""
+    global _decoded_ahead
+    if _decoded_ahead is not None:
+        _decoded_ahead.close()
+    _decoded_ahead = None
