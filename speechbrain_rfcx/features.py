@@ -167,7 +167,10 @@ class LogMelFeatures(nn.Module):
             )
         # STFTs in half precision are inaccurate: always compute in float32.
         with torch.autocast(device_type=wavs.device.type, enabled=False):
-            if wavs.device.type == "cpu" and not wavs.requires_grad:
+            # inference on the CPU: scipy's FFT (a training step's short
+            # crops are as fast through torch.stft, which spreads the batch
+            # over torch's threads)
+            if wavs.device.type == "cpu" and not torch.is_grad_enabled():
                 mel = self._mel_power_on_cpu(wavs.float())
             else:
                 spectrum = torch.stft(
