@@ -240,8 +240,8 @@ class DecodedAhead:
         for path in paths:
             try:
                 info = sf.info(path)
-            except (RuntimeError, sf.LibsndfileError, OSError):
-                continue  # its reader will say why
+            except Exception:  # noqa: BLE001 - its reader will say why
+                continue
             budget -= info.frames * info.channels * 4
             if budget < 0:
                 return
@@ -255,7 +255,7 @@ class DecodedAhead:
                 with sf.SoundFile(path) as f:
                     data = f.read(dtype="float32", always_2d=True)
                 future.set_result((f.samplerate, data))
-            except (RuntimeError, sf.LibsndfileError, OSError) as e:
+            except Exception as e:  # noqa: BLE001 - raised where it is taken
                 future.set_exception(e)
 
     def take(self, path):
