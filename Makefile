@@ -17,7 +17,8 @@ $(STAMP): setup.py constraints.txt
 
 # The small CPU recipe end to end on the built-in synthetic data: generate
 # the dataset, prepare manifests and folds (summary printed), train one fold
-# (validation and test lwlrap printed), then score the synthetic test set:
+# (validation and test lwlrap printed), then score the synthetic test set
+# (again in full on a rerun, whatever the earlier outputs' settings):
 # a Kaggle submission, Raven / Audacity / CSV tables, and one plot.
 FOLD := $(DEMO_DIR)/small_cpu/1/fold0
 TEST_AUDIO := $(DEMO_DIR)/synthetic_rfcx/test
@@ -28,9 +29,10 @@ demo: venv
 		--sample-submission $(DEMO_DIR)/synthetic_rfcx/sample_submission.csv \
 		--out $(DEMO_DIR)/submission.csv
 	$(BIN)/rfcx-detect $(TEST_AUDIO) --model $(FOLD) --out $(DEMO_DIR)/detections \
-		--format raven,audacity,csv --threshold 0.3 --min-duration 0.2 --merge-gap 0.3
+		--format raven,audacity,csv --threshold 0.3 --min-duration 0.2 --merge-gap 0.3 \
+		--overwrite
 	$(BIN)/rfcx-detect $$(ls $(TEST_AUDIO)/*.flac | head -n 1) --model $(FOLD) \
-		--out $(DEMO_DIR)/plot --threshold 0.3 --min-duration 0.2 --plot
+		--out $(DEMO_DIR)/plot --threshold 0.3 --min-duration 0.2 --plot --overwrite
 	@echo "demo outputs: model $(FOLD) (train_log.txt, test_lwlrap.txt),"
 	@echo "  submission $(DEMO_DIR)/submission.csv, tables $(DEMO_DIR)/detections/,"
 	@echo "  plot $$(ls $(DEMO_DIR)/plot/*.png)"
