@@ -40,7 +40,6 @@ import sys
 import tempfile
 import time
 
-import torch
 from hyperpyyaml import load_hyperpyyaml
 
 from speechbrain_rfcx.cli import (
@@ -48,6 +47,7 @@ from speechbrain_rfcx.cli import (
     detect_main,
     resolved_precision,
     submit_main,
+    threads_per_file,
 )
 from speechbrain_rfcx.data.annotations import N_SPECIES
 from speechbrain_rfcx.data.synthetic import generate_rfcx_dataset
@@ -160,7 +160,7 @@ def main():
         f"batch {args.batch_size} windows, device {args.device} "
         f"({args.precision}: {resolved_precision(args.precision, args.device)}), "
         f"torch threads per file "
-        f"{args.threads or max(1, torch.get_num_threads() // args.workers)}, "
+        f"{threads_per_file(args.threads, args.workers)}, "
         f"{args.workers} file(s) at once, "
         f"{'every window run' if args.windowed else 'one pass per recording'}, "
         f"{'eager' if args.eager else 'TorchScript'} timm backbone, "

@@ -39,6 +39,7 @@ from tqdm import tqdm
 from speechbrain_rfcx import __version__
 from speechbrain_rfcx._io import remove_stale_temporaries
 from speechbrain_rfcx._optional import require
+from speechbrain_rfcx.data.audio import decode_ahead, stop_decoding_ahead
 from speechbrain_rfcx.runs import (
     EMBEDDING_FORMATS,
     OUTPUT_SUFFIXES,
@@ -216,15 +217,13 @@ def resolved_precision(precision, device):
 def _decode_ahead(paths):
     """The first files are decoded in a thread while torch and the model load
     (:class:`~speechbrain_rfcx.data.audio.DecodedAhead`; the same samples)."""
-    from speechbrain_rfcx.data.audio import decode_ahead
-
     decode_ahead(paths, DECODE_AHEAD_BYTES)
 
 
-def _stop_decoding_ahead():
-    from speechbrain_rfcx.data.audio import stop_decoding_ahead
-
-    stop_decoding_ahead()
+def _input_root(path):
+    """The folder that ``rfcx-detect``'s file names are relative to: INPUT,
+    or its folder when INPUT is one file."""
+    return os.path.dirname(path) if os.path.isfile(path) else path
 
 
 @functools.lru_cache(maxsize=1)
@@ -255,6 +254,12 @@ def _default_threads():
     return torch.get_num_threads()
 
 
+def threads_per_file(threads, workers):
+    """torch's threads for each of ``workers`` files scored at once:
+    ``threads``, or with 0 the cores shared among the files."""
+    return threads or max(1, _default_threads() // workers)
+
+
 def _load_detectors(args):
     if args.num_workers < 1:
         raise ValueError(f"--num-workers must be >= 1, got {args.num_workers}")
@@ -278,9 +283,7 @@ def _load_detectors(args):
     args.precision = resolved_precision(args.precision, device)
     # Files are scored in threads: each gets its share of the cores (one
     # thread per file uses them best; more only contend).
-    torch.set_num_threads(
-        args.threads or max(1, _default_threads() // args.num_workers)
-    )
+    torch.set_num_threads(threads_per_file(args.threads, args.num_workers))
     folders = [folder for group in args.model for folder in group]
     detectors = [
         SpeciesDetector.from_hparams(
@@ -394,11 +397,7 @@ def detect_main(argv=None):
         make_output_folder(args.out, "--out")
         fresh = not os.path.exists(os.path.join(args.out, SUMMARY_FILE))
         if fresh and int(os.environ.get("WORLD_SIZE", "1")) == 1:
-            root = (
-                os.path.dirname(args.input)
-                if os.path.isfile(args.input)
-                else args.input
-            )
+            root = _input_root(args.input)
             _decode_ahead([os.path.join(root, relative) for relative in files])
         rank, world = detection_ranks()  # under torchrun: joins the other ranks
         if rank == 0:
@@ -430,14 +429,14 @@ def detect_main(argv=None):
         if refused:
             raise ValueError(refused)
     except (ValueError, FileNotFoundError) as e:
-        _stop_decoding_ahead()
+        stop_decoding_ahead()
         parser.error(str(e))
     try:
         return run_detection(
             args, files, detectors, formats, threshold, options, rank, world
         )
     finally:
-        _stop_decoding_ahead()
+        stop_decoding_ahead()
 
 
 def _embeddings_format(args):
@@ -460,8 +459,7 @@ def run_detection(args, files, detectors, formats, threshold, options, rank=0, w
     clip scores and writes the combined tables."""
     from speechbrain_rfcx.detections.events import frames_to_detections, full_bands
 
-    single_file = os.path.isfile(args.input)
-    root = os.path.dirname(args.input) if single_file else args.input
+    root = _input_root(args.input)
     os.makedirs(args.out, exist_ok=True)
     n_classes = int(detectors[0].hparams.n_classes)
     bands = full_bands(
@@ -617,12 +615,12 @@ def submit_main(argv=None):
             check_submission_rows(stems, order, args.sample_submission)
         options = _detect_options(args, detectors)
     except (ValueError, FileNotFoundError) as e:
-        _stop_decoding_ahead()
+        stop_decoding_ahead()
         parser.error(str(e))
     try:
         return _submit(args, files, detectors, options, priors)
     finally:
-        _stop_decoding_ahead()
+        stop_decoding_ahead()
 
 
 def _submit(args, files, detectors, options, priors):
