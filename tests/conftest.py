@@ -7,18 +7,24 @@ import pytest
 TINY = dict(n_train=48, n_test=8, duration=6.0, sample_rate=16000, seed=7)
 
 
+def _session_environment(name, value):
+    """``os.environ[name] = value`` for the session (subprocesses too), then
+    what it was before."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    yield value
+    if previous is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = previous
+
+
 @pytest.fixture(scope="session", autouse=True)
 def torchscript_cache(tmp_path_factory):
     """Frozen TorchScript backbones of the tests' detectors go to a folder
     of this session (subprocesses too), not to the user's cache."""
     folder = tmp_path_factory.mktemp("torchscript_cache")
-    previous = os.environ.get("RFCX_CACHE_DIR")
-    os.environ["RFCX_CACHE_DIR"] = str(folder)
-    yield folder
-    if previous is None:
-        os.environ.pop("RFCX_CACHE_DIR", None)
-    else:
-        os.environ["RFCX_CACHE_DIR"] = previous
+    yield from _session_environment("RFCX_CACHE_DIR", str(folder))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -26,13 +32,7 @@ def fp32_by_default():
     """The commands' ``--precision auto`` would pick bf16 on some CPUs:
     tests (subprocesses too) run fp32 unless they ask otherwise, so that
     their figures do not depend on the machine."""
-    previous = os.environ.get("RFCX_PRECISION")
-    os.environ["RFCX_PRECISION"] = "fp32"
-    yield
-    if previous is None:
-        os.environ.pop("RFCX_PRECISION", None)
-    else:
-        os.environ["RFCX_PRECISION"] = previous
+    yield from _session_environment("RFCX_PRECISION", "fp32")
 
 
 @pytest.fixture(scope="session")
