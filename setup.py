@@ -31,6 +31,7 @@ setup(
         "iterative-stratification>=0.1.7",
         "numpy",
         "pandas>=1.5",
+        "scipy",  # the CPU log-mel's FFT (SpeechBrain needs it too)
         "soundfile>=0.12",
         "tqdm",
     ],
